@@ -1,0 +1,105 @@
+"""Composition root: builds the database, Slack client, bolt app and web app from settings."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from flask import Flask
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from bot.config import ConfigError, Settings
+from bot.db import Database
+from bot.metrics import Metrics
+from bot.slack import actions, commands, events
+from bot.slack.channels import IncidentChannels
+from bot.slack.context import ListenerContext
+from bot.web import create_web_app
+from bot.workers import WorkerPool
+
+log = logging.getLogger(__name__)
+
+
+def make_web_client(token: str, api_url: str, *, timeout: int = 10) -> WebClient:
+    """The one Web API client: honours Retry-After on 429 and retries dropped connections."""
+    return WebClient(
+        token=token,
+        base_url=api_url,
+        timeout=timeout,
+        retry_handlers=[
+            RateLimitErrorRetryHandler(max_retry_count=3),
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            ServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+@dataclass
+class Firebreak:
+    settings: Settings
+    db: Database
+    client: WebClient
+    workers: WorkerPool
+    channels: IncidentChannels
+    bolt: App
+    metrics: Metrics
+    web: Flask
+
+    def close(self) -> None:
+        self.workers.wait_idle(timeout=30)
+        self.workers.shutdown()
+        self.db.dispose()
+
+
+def build(settings: Settings) -> Firebreak:
+    env = settings.env
+    missing = [
+        f"environment: {name} is not set; {hint}"
+        for name, value, hint in (
+            (
+                "SLACK_BOT_TOKEN",
+                env.slack_bot_token,
+                "copy the xoxb- token from your Slack app's OAuth page",
+            ),
+            (
+                "SLACK_SIGNING_SECRET",
+                env.slack_signing_secret,
+                "copy it from your Slack app's Basic Information page",
+            ),
+        )
+        if value is None
+    ]
+    if missing:
+        raise ConfigError(
+            [*missing, "(or run `firebreak serve --sandbox` to try Firebreak without Slack)"]
+        )
+    assert env.slack_bot_token is not None and env.slack_signing_secret is not None
+    db = Database(env.database_url)
+    client = make_web_client(env.slack_bot_token.get_secret_value(), env.slack_api_url)
+    workers = WorkerPool(size=8)
+    channels = IncidentChannels(db, client, settings.file)
+    bolt = App(
+        client=client,
+        signing_secret=env.slack_signing_secret.get_secret_value(),
+        token_verification_enabled=False,
+        process_before_response=False,
+        listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="firebreak-ack"),
+        raise_error_for_unhandled_request=False,
+        logger=logging.getLogger("firebreak.bolt"),
+    )
+    ctx = ListenerContext(
+        config=settings.file, db=db, client=client, channels=channels, workers=workers
+    )
+    commands.register(bolt, ctx)
+    actions.register(bolt, ctx)
+    events.register(bolt, ctx)
+    metrics = Metrics()
+    web = create_web_app(bolt, db, metrics)
+    return Firebreak(settings, db, client, workers, channels, bolt, metrics, web)

@@ -1,0 +1,61 @@
+"""The Slack app manifest: paste its YAML into api.slack.com -> Your apps -> Create from manifest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+BOT_SCOPES = [
+    "bookmarks:write",  # link the incident's documents in its channel
+    "channels:history",  # read a message someone marked with :pushpin:
+    "channels:manage",  # create incident channels, invite responders, set topics
+    "channels:read",  # find a channel Firebreak created when Slack's answer was lost
+    "chat:write",  # post summaries, updates and answers
+    "chat:write.public",  # announce in a channel without joining it first
+    "commands",  # /incident
+    "im:write",  # answer modal submissions by direct message
+    "pins:write",  # pin the incident summary
+    "reactions:read",  # receive :pushpin: reactions
+    "users:read",  # names and time zones of responders
+    "users:read.email",  # match people in firebreak.yaml by email
+]
+BOT_EVENTS = ["reaction_added"]
+SLASH_COMMANDS = [
+    {
+        "command": "/incident",
+        "description": "Declare and run incidents",
+        "usage_hint": "declare [sevN] <title> | sev | status | role | note | resolve | timeline | list | help",
+    }
+]
+
+
+def build_manifest(url: str) -> dict[str, Any]:
+    events_url = url.rstrip("/") + "/slack/events"
+    return {
+        "display_information": {
+            "name": "Firebreak",
+            "description": "Incident channels, timelines, paging and runbooks",
+            "background_color": "#8b1a1a",
+        },
+        "features": {
+            "bot_user": {"display_name": "Firebreak", "always_online": True},
+            "slash_commands": [
+                {**command, "url": events_url, "should_escape": True} for command in SLASH_COMMANDS
+            ],
+        },
+        "oauth_config": {"scopes": {"bot": BOT_SCOPES}},
+        "settings": {
+            "event_subscriptions": {"request_url": events_url, "bot_events": BOT_EVENTS},
+            "interactivity": {"is_enabled": True, "request_url": events_url},
+            "org_deploy_enabled": False,
+            "socket_mode_enabled": False,
+            "token_rotation_enabled": False,
+        },
+    }
+
+
+def render_manifest(url: str) -> str:
+    return "# Firebreak Slack app manifest\n" + yaml.safe_dump(
+        build_manifest(url), sort_keys=False, allow_unicode=True
+    )

@@ -1,0 +1,230 @@
+"""Slack's side of the conversation: signed slash commands, interactions and events.
+
+What Slack would POST to `/slack/events`, signed with the signing secret exactly as Slack
+signs it (v0 HMAC-SHA256 over `v0:<timestamp>:<body>`). Used by the tests, `firebreak demo`
+and the benchmarks. The transport is pluggable: real HTTP, or a WSGI test client.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from slack_sdk.signature import SignatureVerifier
+
+from bot.sandbox.server import SlackSandbox
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: str
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+Transport = Callable[[bytes, dict[str, str]], Reply]
+
+
+def http_transport(events_url: str, timeout: float = 10.0) -> Transport:
+    """POST to a running Firebreak over real HTTP (no proxies: everything is local)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def post(body: bytes, headers: dict[str, str]) -> Reply:
+        request = urllib.request.Request(events_url, data=body, headers=headers, method="POST")  # noqa: S310
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                return Reply(response.status, response.read().decode())
+        except urllib.error.HTTPError as error:
+            return Reply(error.code, error.read().decode())
+
+    return post
+
+
+class OutboundSlack:
+    """Builds and signs what Slack sends, and delivers it through `transport`."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        signing_secret: str,
+        sandbox: SlackSandbox | None = None,
+        *,
+        team_id: str = "T0SANDBOX",
+    ) -> None:
+        self.transport = transport
+        self.verifier = SignatureVerifier(signing_secret)
+        self.sandbox = sandbox
+        self.team_id = team_id
+
+    # -- signing ------------------------------------------------------------------------
+
+    def signed_headers(
+        self, body: bytes, content_type: str, *, timestamp: int | None = None
+    ) -> dict[str, str]:
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        signature = self.verifier.generate_signature(timestamp=stamp, body=body.decode())
+        return {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": str(signature),
+        }
+
+    def send(
+        self,
+        body: bytes,
+        content_type: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timestamp: int | None = None,
+    ) -> Reply:
+        all_headers = self.signed_headers(body, content_type, timestamp=timestamp)
+        all_headers.update(headers or {})
+        return self.transport(body, all_headers)
+
+    def _response_url(self, channel: str | None, user: str) -> str:
+        if self.sandbox is None:
+            return "http://127.0.0.1:9/response-url-unused"
+        return self.sandbox.new_response_url(channel, user)
+
+    # -- what Slack sends ---------------------------------------------------------------
+
+    def command_body(
+        self, text: str, *, user: str, channel: str, command: str = "/incident"
+    ) -> bytes:
+        form = {
+            "token": "unused-verification-token",
+            "team_id": self.team_id,
+            "team_domain": "sandbox",
+            "channel_id": channel,
+            "channel_name": channel.lower(),
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": "A0FIREBREAK",
+            "response_url": self._response_url(channel, user),
+            "trigger_id": f"{int(time.time())}.{secrets.randbelow(10**9)}.{secrets.token_hex(8)}",
+        }
+        return urlencode(form).encode()
+
+    def command(
+        self,
+        text: str,
+        *,
+        user: str,
+        channel: str,
+        command: str = "/incident",
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        body = self.command_body(text, user=user, channel=channel, command=command)
+        return self.send(body, "application/x-www-form-urlencoded", headers=headers)
+
+    def interaction(self, payload: dict[str, Any]) -> Reply:
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        return self.send(body, "application/x-www-form-urlencoded")
+
+    def block_action(
+        self,
+        action_id: str,
+        *,
+        user: str,
+        channel: str,
+        message_ts: str = "",
+        value: str | None = None,
+        selected: str | None = None,
+        block_id: str = "actions",
+    ) -> Reply:
+        action: dict[str, Any] = {
+            "action_id": action_id,
+            "block_id": block_id,
+            "action_ts": f"{time.time():.6f}",
+        }
+        if selected is not None:
+            action.update(
+                type="static_select",
+                selected_option={
+                    "value": selected,
+                    "text": {"type": "plain_text", "text": selected},
+                },
+            )
+        else:
+            action.update(type="button", value=value or "")
+        return self.interaction(
+            {
+                "type": "block_actions",
+                "team": {"id": self.team_id},
+                "user": {"id": user},
+                "api_app_id": "A0FIREBREAK",
+                "trigger_id": f"{int(time.time())}.{secrets.token_hex(8)}",
+                "channel": {"id": channel},
+                "container": {"type": "message", "channel_id": channel, "message_ts": message_ts},
+                "message": {"ts": message_ts},
+                "response_url": self._response_url(channel, user),
+                "actions": [action],
+            }
+        )
+
+    def view_submission(
+        self,
+        view: dict[str, Any],
+        values: dict[str, dict[str, Any]],
+        *,
+        user: str,
+        view_id: str = "",
+    ) -> Reply:
+        """Submit a modal the bot opened; `values` maps block_id -> the action's state."""
+        submitted = {
+            **view,
+            "id": view_id or view.get("id") or f"V{secrets.token_hex(5).upper()}",
+            "state": {"values": {block: {"value": state} for block, state in values.items()}},
+        }
+        return self.interaction(
+            {
+                "type": "view_submission",
+                "team": {"id": self.team_id},
+                "user": {"id": user},
+                "api_app_id": "A0FIREBREAK",
+                "trigger_id": f"{int(time.time())}.{secrets.token_hex(8)}",
+                "view": submitted,
+            }
+        )
+
+    def event(
+        self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None
+    ) -> Reply:
+        envelope = {
+            "token": "unused-verification-token",
+            "team_id": self.team_id,
+            "api_app_id": "A0FIREBREAK",
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{secrets.token_hex(6).upper()}",
+            "event_time": int(time.time()),
+            "event": event,
+        }
+        headers = {}
+        if retry_num is not None:
+            headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
+        return self.send(json.dumps(envelope).encode(), "application/json", headers=headers)
+
+    def reaction_added(
+        self, *, user: str, channel: str, ts: str, reaction: str = "pushpin", **kwargs: Any
+    ) -> Reply:
+        return self.event(
+            {
+                "type": "reaction_added",
+                "user": user,
+                "reaction": reaction,
+                "item": {"type": "message", "channel": channel, "ts": ts},
+                "event_ts": f"{time.time():.6f}",
+            },
+            **kwargs,
+        )

@@ -1,0 +1,347 @@
+"""Incident channels in Slack: set them up once, keep topic and summary current.
+
+Setting up is a sequence of idempotent steps (create, invite, topic, summary, pin,
+announce). Each step that succeeds is written to the incident row and its timeline; a step
+that fails is written to the timeline and stops the sequence. Running `open()` again picks
+up where it stopped. The planned channel name is saved before `conversations.create`, so if
+Slack created the channel but the answer was lost, the next run adopts that channel instead
+of leaving a ghost and creating `-2`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.orm import Session
+
+from bot.config import FileConfig
+from bot.db import Database
+from bot.incidents import service
+from bot.incidents.models import Incident
+from bot.incidents.naming import channel_name
+from bot.slack import blocks
+
+log = logging.getLogger(__name__)
+MAX_NAME_ATTEMPTS = 20
+
+
+class SetupFailed(Exception):
+    """A Slack step failed; the message says which, and is in the timeline too."""
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str
+    blocks: list[blocks.Block]
+
+
+@dataclass(frozen=True)
+class Setup:
+    incident_id: int
+    reference: str
+    channel_id: str
+
+
+def slack_error(error: Exception) -> str:
+    if isinstance(error, SlackApiError):
+        return str(error.response.get("error") or f"HTTP {error.response.status_code}")
+    return f"{type(error).__name__}: {error}"
+
+
+class IncidentChannels:
+    def __init__(self, db: Database, client: WebClient, config: FileConfig) -> None:
+        self.db = db
+        self.client = client
+        self.config = config
+        self._locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
+        self._bot_user_id: str | None = None
+
+    def bot_user_id(self) -> str:
+        if self._bot_user_id is None:
+            self._bot_user_id = str(self.client.auth_test()["user_id"])
+        return self._bot_user_id
+
+    # -- setting up -------------------------------------------------------------------
+
+    def open(self, incident_id: int, requester: str) -> Setup:
+        with self._locks[incident_id]:
+            channel_id = self._ensure_channel(incident_id)
+            self._step(
+                incident_id,
+                "invite",
+                lambda: self._invite(
+                    incident_id, channel_id, *self._declarer_and(incident_id, requester)
+                ),
+            )
+            self._step(incident_id, "topic", lambda: self._initial_topic(incident_id, channel_id))
+            self._step(incident_id, "summary", lambda: self._post_summary(incident_id, channel_id))
+            self._step(incident_id, "announcement", lambda: self._announce(incident_id))
+            with self.db.session_scope() as session:
+                incident = service.get(session, incident_id)
+                return Setup(incident.id, incident.reference, channel_id)
+
+    def _step(self, incident_id: int, what: str, action: Any) -> None:
+        try:
+            action()
+        except (SlackApiError, OSError) as error:
+            self._fail(incident_id, what, error)
+
+    def _fail(self, incident_id: int, what: str, error: Exception) -> None:
+        reason = slack_error(error)
+        log.warning("incident %s: %s failed: %s", incident_id, what, reason)
+        with self.db.session_scope() as session:
+            incident = service.get(session, incident_id)
+            service.record(
+                session,
+                incident,
+                "slack_error",
+                f"Slack step '{what}' failed: {reason}",
+                data={"step": what, "error": reason},
+            )
+        raise SetupFailed(f"{what} failed ({reason})") from error
+
+    def _ensure_channel(self, incident_id: int) -> str:
+        with self.db.session_scope() as session:
+            incident = service.get(session, incident_id)
+            if incident.channel_id:
+                return incident.channel_id
+            planned = incident.channel_name
+            number, title = incident.id, incident.title
+        prefix = self.config.incidents.channel_prefix
+        if planned:
+            adopted = self._find_own_channel(planned)
+            if adopted:
+                return self._save_channel(incident_id, adopted, planned, adopted_channel=True)
+        for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
+            name = channel_name(prefix, number, title, attempt)
+            self._plan(incident_id, name)
+            try:
+                response = self.client.conversations_create(name=name, is_private=False)
+            except SlackApiError as error:
+                if error.response.get("error") == "name_taken":
+                    adopted = self._find_own_channel(name)
+                    if adopted:
+                        return self._save_channel(incident_id, adopted, name, adopted_channel=True)
+                    continue
+                self._fail(incident_id, "create channel", error)
+            except OSError as error:
+                self._fail(incident_id, "create channel", error)
+            channel = response["channel"]
+            return self._save_channel(incident_id, channel["id"], channel["name"])
+        raise self._fail_names(incident_id)
+
+    def _fail_names(self, incident_id: int) -> SetupFailed:
+        try:
+            self._fail(
+                incident_id, "create channel", RuntimeError(f"{MAX_NAME_ATTEMPTS} names taken")
+            )
+        except SetupFailed as failed:
+            return failed
+        raise AssertionError("unreachable")
+
+    def _plan(self, incident_id: int, name: str) -> None:
+        with self.db.session_scope() as session:
+            service.get(session, incident_id, lock=True).channel_name = name
+
+    def _find_own_channel(self, name: str) -> str | None:
+        """A channel with this name that Firebreak created and no incident owns yet."""
+        cursor = None
+        while True:
+            page = self.client.conversations_list(
+                types="public_channel,private_channel",
+                exclude_archived=True,
+                limit=200,
+                cursor=cursor,
+            )
+            for channel in page["channels"]:
+                if channel["name"] == name and channel.get("creator") == self.bot_user_id():
+                    with self.db.session_scope() as session:
+                        if service.find_by_channel(session, channel["id"]) is None:
+                            return str(channel["id"])
+                    return None
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+
+    def _save_channel(
+        self, incident_id: int, channel_id: str, name: str, *, adopted_channel: bool = False
+    ) -> str:
+        with self.db.session_scope() as session:
+            incident = service.get(session, incident_id, lock=True)
+            incident.channel_id, incident.channel_name = channel_id, name
+            verb = "Adopted channel" if adopted_channel else "Created channel"
+            service.record(
+                session,
+                incident,
+                "channel_created",
+                f"{verb} <#{channel_id}>",
+                data={"channel": channel_id, "name": name, "adopted": adopted_channel},
+            )
+        return channel_id
+
+    def _invite(self, incident_id: int, channel_id: str, *users: str) -> None:
+        """Invite `users` into the channel; each invitation is recorded once."""
+        for user in dict.fromkeys(users):
+            try:
+                self.client.conversations_invite(channel=channel_id, users=user)
+            except SlackApiError as error:
+                if error.response.get("error") != "already_in_channel":
+                    raise
+            with self.db.session_scope() as session:
+                service.record(
+                    session,
+                    service.get(session, incident_id),
+                    "responder_invited",
+                    f"Invited <@{user}>",
+                    data={"user": user},
+                    dedup_key=f"invite:{user}",
+                )
+
+    def _declarer_and(self, incident_id: int, requester: str) -> tuple[str, str]:
+        with self.db.session_scope() as session:
+            return service.get(session, incident_id).declared_by, requester
+
+    def invite_quietly(self, incident_id: int, channel_id: str, user: str) -> None:
+        """Bring a new role holder into the channel; a failure is recorded, not raised."""
+        with self._locks[incident_id]:
+            self._try_update(
+                incident_id, "members", lambda: self._invite(incident_id, channel_id, user)
+            )
+
+    def _initial_topic(self, incident_id: int, channel_id: str) -> None:
+        text = self._set_topic(incident_id, channel_id)
+        with self.db.session_scope() as session:
+            service.record(
+                session,
+                service.get(session, incident_id),
+                "topic_set",
+                f"Topic: {text}",
+                dedup_key="topic:initial",
+            )
+
+    def _set_topic(self, incident_id: int, channel_id: str) -> str:
+        with self.db.session_scope() as session:
+            incident = service.get(session, incident_id)
+            text = blocks.topic(incident, service.roles(session, incident).get("commander"))
+        self.client.conversations_setTopic(channel=channel_id, topic=text)
+        return text
+
+    def _post_summary(self, incident_id: int, channel_id: str) -> None:
+        with self.db.session_scope() as session:
+            incident = service.get(session, incident_id)
+            summary_ts = incident.summary_ts
+            summary = self._summary(session, incident)
+        if summary_ts is None:
+            response = self.client.chat_postMessage(
+                channel=channel_id, text=summary.text, blocks=summary.blocks
+            )
+            summary_ts = str(response["ts"])
+            with self.db.session_scope() as session:
+                incident = service.get(session, incident_id, lock=True)
+                incident.summary_ts = summary_ts
+                service.record(
+                    session,
+                    incident,
+                    "summary_posted",
+                    "Posted the incident summary",
+                    data={"ts": summary_ts},
+                )
+        try:
+            self.client.pins_add(channel=channel_id, timestamp=summary_ts)
+        except SlackApiError as error:
+            if error.response.get("error") != "already_pinned":
+                raise
+        with self.db.session_scope() as session:
+            service.record(
+                session,
+                service.get(session, incident_id),
+                "summary_pinned",
+                "Pinned the summary",
+                dedup_key=f"pin-summary:{summary_ts}",
+            )
+
+    def _summary(self, session: Session, incident: Incident) -> Message:
+        roles = service.roles(session, incident)
+        return Message(
+            blocks.summary_text(incident), blocks.summary(incident, roles, self.config.incidents)
+        )
+
+    def _announce(self, incident_id: int) -> None:
+        announce_channel = self.config.slack.announce_channel
+        with self.db.session_scope() as session:
+            incident = service.get(session, incident_id)
+            if announce_channel is None or incident.announcement_ts is not None:
+                return
+            text, body = blocks.summary_text(incident), blocks.announcement(incident)
+        ts = str(
+            self.client.chat_postMessage(channel=announce_channel, text=text, blocks=body)["ts"]
+        )
+        with self.db.session_scope() as session:
+            incident = service.get(session, incident_id, lock=True)
+            incident.announcement_ts = ts
+            service.record(
+                session,
+                incident,
+                "announced",
+                f"Announced in <#{announce_channel}>",
+                data={"channel": announce_channel, "ts": ts},
+            )
+
+    # -- keeping it current -----------------------------------------------------------
+
+    def refresh(self, incident_id: int) -> None:
+        """Bring topic, pinned summary and announcement up to the incident's current state.
+
+        Serialised per incident and reading the state inside the lock, so the last refresh
+        always shows the latest state even when two changes race. A failed update is logged
+        and written to the timeline; the change itself is already committed.
+        """
+        with self._locks[incident_id]:
+            with self.db.session_scope() as session:
+                incident = service.get(session, incident_id)
+                channel_id = incident.channel_id
+                summary_ts, announcement_ts = incident.summary_ts, incident.announcement_ts
+                summary = self._summary(session, incident)
+                announcement = Message(blocks.summary_text(incident), blocks.announcement(incident))
+            if channel_id is None:
+                return
+            self._try_update(incident_id, "topic", lambda: self._set_topic(incident_id, channel_id))
+            if summary_ts is not None:
+                self._try_update(
+                    incident_id, "summary", lambda: self._update(channel_id, summary_ts, summary)
+                )
+            announce_channel = self.config.slack.announce_channel
+            if announcement_ts is not None and announce_channel is not None:
+                self._try_update(
+                    incident_id,
+                    "announcement",
+                    lambda: self._update(announce_channel, announcement_ts, announcement),
+                )
+
+    def _update(self, channel_id: str, ts: str, message: Message) -> None:
+        self.client.chat_update(channel=channel_id, ts=ts, text=message.text, blocks=message.blocks)
+
+    def _try_update(self, incident_id: int, what: str, update: Callable[[], object]) -> None:
+        try:
+            update()
+        except (SlackApiError, OSError) as error:
+            reason = slack_error(error)
+            log.warning("incident %s: updating the %s failed: %s", incident_id, what, reason)
+            with self.db.session_scope() as session:
+                service.record(
+                    session,
+                    service.get(session, incident_id),
+                    "slack_error",
+                    f"Could not update the {what}: {reason}",
+                    data={"step": f"update {what}", "error": reason},
+                )
+
+    def post(self, channel_id: str, text: str) -> None:
+        self.client.chat_postMessage(channel=channel_id, text=text)

@@ -1,0 +1,65 @@
+"""The `/incident` slash command: parse, acknowledge, hand the work to the pool."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+
+from bot.slack import blocks, flows, grammar
+from bot.slack.context import ListenerContext
+
+
+def register(app: App, ctx: ListenerContext) -> None:
+    @app.command("/incident")
+    def incident_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        try:
+            parsed = grammar.parse(command.get("text") or "", ctx.config)
+        except grammar.ParseError as error:
+            ack(text=str(error))
+            return
+        if isinstance(parsed, grammar.Help):
+            ack(text=grammar.HELP)
+            return
+        ack()
+        user, channel = command["user_id"], command["channel_id"]
+        match parsed:
+            case grammar.Declare(title="", severity=_):
+                work = _open_declare_modal(ctx, command["trigger_id"], channel)
+                ctx.workers.submit(flows.guarded(work, respond))
+            case grammar.Declare(title, severity):
+                key = f"command:{command['trigger_id']}"
+                ctx.workers.submit(
+                    flows.guarded(
+                        lambda: flows.declare(
+                            ctx,
+                            title=title,
+                            severity=severity,
+                            description="",
+                            user=user,
+                            key=key,
+                            reply=respond,
+                        ),
+                        respond,
+                    )
+                )
+            case grammar.ListOpen():
+                ctx.workers.submit(flows.guarded(lambda: flows.list_open(ctx, respond), respond))
+            case _:
+                ctx.workers.submit(
+                    flows.guarded(
+                        lambda: flows.in_channel(
+                            ctx, parsed, channel=channel, user=user, reply=respond
+                        ),
+                        respond,
+                    )
+                )
+
+
+def _open_declare_modal(ctx: ListenerContext, trigger_id: str, channel: str) -> Any:
+    def work() -> None:
+        ctx.client.views_open(
+            trigger_id=trigger_id, view=blocks.declare_modal(ctx.config.incidents, channel)
+        )
+
+    return work

@@ -1,0 +1,21 @@
+"""What every listener needs, passed explicitly instead of living in globals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slack_sdk import WebClient
+
+from bot.config import FileConfig
+from bot.db import Database
+from bot.slack.channels import IncidentChannels
+from bot.workers import WorkerPool
+
+
+@dataclass(frozen=True)
+class ListenerContext:
+    config: FileConfig
+    db: Database
+    client: WebClient
+    channels: IncidentChannels
+    workers: WorkerPool

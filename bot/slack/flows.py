@@ -1,0 +1,151 @@
+"""What happens after the acknowledgement: run the domain, then tell Slack.
+
+Shared by the slash command, the summary's buttons and the modals, so each way of asking
+for a change behaves the same. `reply` shows something to the requester only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.incidents import service
+from bot.incidents.models import Incident
+from bot.incidents.service import Change, IncidentError
+from bot.slack import blocks, grammar
+from bot.slack.channels import SetupFailed, slack_error
+from bot.slack.context import ListenerContext
+
+log = logging.getLogger(__name__)
+Reply = Callable[..., Any]
+# Changes that show in the topic, the pinned summary and the announcement.
+REFRESHING = (grammar.SetSeverity, grammar.SetStatus, grammar.AssignRole, grammar.Resolve)
+
+
+def declare(
+    ctx: ListenerContext,
+    *,
+    title: str,
+    severity: str | None,
+    description: str,
+    user: str,
+    key: str,
+    reply: Reply,
+) -> None:
+    try:
+        with ctx.db.session_scope() as session:
+            declaration = service.declare(
+                session,
+                title=title,
+                severity=severity,
+                description=description,
+                declared_by=user,
+                declare_key=key,
+                policy=ctx.config.incidents,
+            )
+            incident_id, reference = declaration.incident.id, declaration.incident.reference
+    except IncidentError as error:
+        reply(text=str(error))
+        return
+    try:
+        setup = ctx.channels.open(incident_id, user)
+    except SetupFailed as failed:
+        reply(
+            text=(
+                f":warning: {reference} is recorded, but setting it up in Slack stopped: {failed}. "
+                "Run the same command again to finish; nothing will be declared twice."
+            )
+        )
+        return
+    if declaration.created:
+        reply(text=f":rotating_light: Declared {reference}: <#{setup.channel_id}>")
+    else:
+        reply(text=f"{reference} was already declared; it is set up in <#{setup.channel_id}>.")
+
+
+def in_channel(
+    ctx: ListenerContext, command: grammar.Command, *, channel: str, user: str, reply: Reply
+) -> None:
+    """A command typed in (or a button pressed in) an incident channel."""
+    try:
+        with ctx.db.session_scope() as session:
+            incident = service.find_by_channel(session, channel, lock=True)
+            if incident is None:
+                reply(text=_not_an_incident_channel(session))
+                return
+            if isinstance(command, grammar.ShowTimeline):
+                events = service.timeline(session, incident)
+                reply(
+                    text=f"Timeline of {incident.reference}",
+                    blocks=blocks.timeline(incident, events),
+                )
+                return
+            change = _apply(session, ctx, incident, command, user)
+            incident_id = incident.id
+    except IncidentError as error:
+        reply(text=str(error))
+        return
+    if not change.changed:
+        reply(text=change.message)
+        return
+    try:
+        ctx.channels.post(channel, change.message)
+    except Exception as error:  # the change is committed; say so rather than fail
+        log.warning("posting to %s failed: %s", channel, slack_error(error))
+        reply(text=f"Done, but I could not post in the channel: {slack_error(error)}")
+    if isinstance(command, grammar.AssignRole):
+        ctx.channels.invite_quietly(incident_id, channel, command.user_id)
+    if isinstance(command, REFRESHING):
+        ctx.channels.refresh(incident_id)
+
+
+def _apply(
+    session: Session, ctx: ListenerContext, incident: Incident, command: grammar.Command, user: str
+) -> Change:
+    policy = ctx.config.incidents
+    match command:
+        case grammar.SetSeverity(severity):
+            return service.set_severity(session, incident, severity, actor=user, policy=policy)
+        case grammar.SetStatus(status):
+            return service.set_status(session, incident, status, actor=user, policy=policy)
+        case grammar.AssignRole(role, user_id):
+            return service.assign_role(session, incident, role, user_id, actor=user, policy=policy)
+        case grammar.AddNote(text):
+            return service.add_note(session, incident, text, actor=user)
+        case grammar.Resolve(summary):
+            return service.resolve(session, incident, summary, actor=user)
+    raise AssertionError(f"not a channel command: {command!r}")
+
+
+def _not_an_incident_channel(session: Session) -> str:
+    open_incidents = service.list_open(session)
+    where = (
+        "Open incidents: " + ", ".join(f"<#{i.channel_id}>" for i in open_incidents if i.channel_id)
+        if open_incidents
+        else "There are no open incidents; declare one with `/incident declare`."
+    )
+    return f"That works only in an incident channel, and this channel isn't one. {where}"
+
+
+def list_open(ctx: ListenerContext, reply: Reply) -> None:
+    with ctx.db.session_scope() as session:
+        reply(text=blocks.open_list(service.list_open(session)))
+
+
+def guarded(work: Callable[..., None], reply: Reply) -> Callable[..., None]:
+    """Run `work`; if anything unexpected breaks, log it and tell the requester."""
+
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            work(*args, **kwargs)
+        except Exception:
+            log.exception("handling a Slack request failed")
+            try:
+                reply(text=":x: Something went wrong on Firebreak's side; it is logged. Try again.")
+            except Exception:
+                log.exception("could not tell the requester about the failure")
+
+    return run

@@ -1,0 +1,51 @@
+"""The WSGI app: Slack at /slack/events, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from slack_bolt import App
+from slack_bolt.adapter.flask import SlackRequestHandler
+from sqlalchemy import text
+
+from bot.db import Database
+from bot.metrics import Metrics
+from bot.migrations import current_revision, head_revision
+
+
+def create_web_app(bolt: App, db: Database, metrics: Metrics) -> Flask:
+    web = Flask("firebreak")
+    slack = SlackRequestHandler(bolt)
+    head = head_revision(db.url)
+
+    @web.post("/slack/events")
+    def slack_events() -> Response:
+        started = time.perf_counter()
+        response: Response = slack.handle(request)
+        metrics.slack_response_seconds.observe(time.perf_counter() - started)
+        metrics.slack_requests.labels(str(response.status_code)).inc()
+        return response
+
+    @web.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok")
+
+    @web.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        try:
+            with db.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+                revision = current_revision(connection)
+        except Exception as error:
+            return jsonify(status="unavailable", database=type(error).__name__), 503
+        if revision != head:
+            return jsonify(status="unavailable", schema=revision, expected=head), 503
+        return jsonify(status="ready", schema=revision), 200
+
+    @web.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+
+    return web
