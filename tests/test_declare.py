@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.app import Firebreak
 from bot.incidents import service
-from bot.incidents.models import Incident, TimelineEvent
+from bot.incidents.models import Incident
 from bot.sandbox import SlackSandbox
 from tests.conftest import Slack, last_response_text
 
@@ -30,7 +30,12 @@ def test_declare_opens_a_channel_with_topic_summary_pin_and_announcement(
     summary = sandbox.message(channel.id, summary_ts)
     assert summary.blocks is not None and summary.blocks[0]["text"]["text"].startswith("INC-1:")
     action_ids = [e["action_id"] for e in summary.blocks[-1]["elements"]]
-    assert action_ids == ["incident_severity", "incident_status", "incident_note", "incident_resolve"]
+    assert action_ids == [
+        "incident_severity",
+        "incident_status",
+        "incident_note",
+        "incident_resolve",
+    ]
     announcement = sandbox.messages(announce_channel)[-1]
     assert f"<#{channel.id}>" in str(announcement.blocks)
     assert f"<#{channel.id}>" in last_response_text(sandbox)
@@ -46,4 +51,8 @@ def test_declare_opens_a_channel_with_topic_summary_pin_and_announcement(
     ]
     with firebreak.db.session_scope() as session:
         incident = session.scalars(select(Incident)).one()
-        assert (incident.severity, incident.status, incident.channel_id) == ("sev2", "investigating", channel.id)
+        assert (incident.severity, incident.status, incident.channel_id) == (
+            "sev2",
+            "investigating",
+            channel.id,
+        )

@@ -16,10 +16,10 @@ def register(app: App, ctx: ListenerContext) -> None:
         try:
             parsed = grammar.parse(command.get("text") or "", ctx.config)
         except grammar.ParseError as error:
-            ack(text=str(error))
+            ack(text=str(error), response_type="ephemeral")
             return
         if isinstance(parsed, grammar.Help):
-            ack(text=grammar.HELP)
+            ack(text=grammar.HELP, response_type="ephemeral")
             return
         ack()
         user, channel = command["user_id"], command["channel_id"]

@@ -1,0 +1,267 @@
+"""The `firebreak` command: the real console script in subprocesses, and click's CliRunner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, inspect, text
+
+from bot.cli import main
+from bot.db import normalise_url
+from bot.manifest import BOT_SCOPES
+from bot.migrations import head_revision
+from tests.conftest import PROXY_VARIABLES
+
+FIREBREAK = str(Path(sys.executable).parent / "firebreak")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = PROJECT_ROOT / "examples" / "firebreak.yaml"
+OUR_VARIABLES = (
+    "DATABASE_URL",
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_API_URL",
+    "FIREBREAK_CONFIG",
+    "FIREBREAK_RUNBOOKS",
+    "FIREBREAK_ALERT_TOKEN",
+)
+TOKENS = {"SLACK_BOT_TOKEN": "xoxb-cli-test", "SLACK_SIGNING_SECRET": "cli-test-secret"}
+BAD_CONFIG = "slack:\n  announce_channel: C0INCIDENTS\nincidents:\n  channel_prefx: inc\n"
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """os.environ without proxies or any Firebreak setting of the caller's, plus overrides."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in PROXY_VARIABLES and key not in OUR_VARIABLES
+    }
+    env["NO_PROXY"] = "127.0.0.1,localhost"
+    env.update(overrides)
+    return env
+
+
+def run_script(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own console script
+        [FIREBREAK, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def invoke(args: list[str], **env: str | None) -> Result:
+    """Run the CLI in-process; variables not given are unset so the caller's cannot leak in."""
+    environment: dict[str, str | None] = dict.fromkeys(OUR_VARIABLES)
+    environment.update(env)
+    return CliRunner().invoke(main, args, env=environment, catch_exceptions=False)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with no firebreak.yaml, for in-process and child runs alike."""
+    directory = tmp_path / "work"
+    directory.mkdir()
+    monkeypatch.chdir(directory)
+    return directory
+
+
+# -- check --------------------------------------------------------------------------------
+
+
+def test_check_script_passes_with_a_good_config_and_tokens(workdir: Path) -> None:
+    done = run_script(["check"], child_env(FIREBREAK_CONFIG=str(EXAMPLE), **TOKENS), workdir)
+    assert done.returncode == 0, done.stderr
+    assert f"Configuration OK ({EXAMPLE})." in done.stdout
+    assert "warning" not in done.stdout  # the example sets announce_channel
+    assert "error" not in done.stderr
+
+
+def test_check_script_fails_naming_file_line_and_key(workdir: Path) -> None:
+    config = workdir / "firebreak.yaml"
+    config.write_text(BAD_CONFIG, encoding="utf-8")
+    done = run_script(["check"], child_env(FIREBREAK_CONFIG=str(config), **TOKENS), workdir)
+    assert done.returncode != 0
+    assert f"error: {config}:4: incidents.channel_prefx: unknown key" in done.stderr
+    assert "Configuration OK" not in done.stdout
+
+
+def test_check_with_embedded_defaults_warns_about_the_announce_channel(workdir: Path) -> None:
+    result = invoke(["check"], **TOKENS)
+    assert result.exit_code == 0, result.output
+    assert "Configuration OK (embedded defaults)." in result.stdout
+    assert "warning: slack.announce_channel is not set" in result.stdout
+
+
+@pytest.mark.parametrize("missing", ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"])
+def test_check_fails_when_a_slack_credential_is_unset(workdir: Path, missing: str) -> None:
+    given = {name: value for name, value in TOKENS.items() if name != missing}
+    result = invoke(["check"], FIREBREAK_CONFIG=str(EXAMPLE), **given)
+    assert result.exit_code != 0
+    assert f"error: environment: {missing} is not set" in result.stderr
+    present = next(iter(given))
+    assert present not in result.stderr
+    assert "Configuration OK" not in result.stdout
+
+
+def test_check_reports_both_credentials_and_a_bad_token_together(workdir: Path) -> None:
+    result = invoke(["check"], FIREBREAK_CONFIG=str(EXAMPLE))
+    assert result.exit_code != 0
+    assert "SLACK_BOT_TOKEN is not set" in result.stderr
+    assert "SLACK_SIGNING_SECRET is not set" in result.stderr
+
+    result = invoke(["check"], SLACK_BOT_TOKEN="xoxp-user", SLACK_SIGNING_SECRET="s")
+    assert result.exit_code != 0
+    assert "error: environment: SLACK_BOT_TOKEN:" in result.stderr
+    assert "xoxb-" in result.stderr
+
+
+def test_check_names_a_missing_config_file(workdir: Path) -> None:
+    missing = workdir / "missing.yaml"
+    result = invoke(["check"], FIREBREAK_CONFIG=str(missing), **TOKENS)
+    assert result.exit_code != 0
+    assert f"error: {missing}: no such file" in result.stderr
+
+
+# -- manifest -----------------------------------------------------------------------------
+
+
+def test_manifest_points_every_request_url_at_slack_events(workdir: Path) -> None:
+    result = invoke(["manifest", "--url", "https://fb.example.org"])
+    assert result.exit_code == 0, result.output
+    manifest = yaml.safe_load(result.stdout)
+    events_url = "https://fb.example.org/slack/events"
+
+    [command] = manifest["features"]["slash_commands"]
+    assert command["command"] == "/incident"
+    assert command["url"] == events_url
+    assert command["should_escape"] is True
+    assert command["description"]
+    settings = manifest["settings"]
+    assert settings["interactivity"] == {"is_enabled": True, "request_url": events_url}
+    assert settings["event_subscriptions"]["request_url"] == events_url
+    assert "reaction_added" in settings["event_subscriptions"]["bot_events"]
+    assert settings["socket_mode_enabled"] is False
+    assert manifest["features"]["bot_user"]["display_name"]
+    scopes = manifest["oauth_config"]["scopes"]["bot"]
+    needed = {
+        "chat:write",
+        "channels:manage",
+        "pins:write",
+        "commands",
+        "channels:history",
+        "reactions:read",
+    }
+    assert needed <= set(scopes)
+    assert sorted(scopes) == sorted(BOT_SCOPES)
+    assert len(scopes) == len(set(scopes))
+
+
+def test_manifest_url_with_a_trailing_slash_and_the_default(workdir: Path) -> None:
+    trailing = yaml.safe_load(invoke(["manifest", "--url", "https://fb.example.org/"]).stdout)
+    assert trailing["settings"]["interactivity"]["request_url"] == (
+        "https://fb.example.org/slack/events"
+    )
+    default = yaml.safe_load(invoke(["manifest"]).stdout)
+    url = default["features"]["slash_commands"][0]["url"]
+    assert url.startswith("https://") and url.endswith("/slack/events")
+
+
+# -- db upgrade ---------------------------------------------------------------------------
+
+
+def test_db_upgrade_creates_the_schema_at_head(workdir: Path, empty_database_url: str) -> None:
+    result = invoke(["db", "upgrade"], DATABASE_URL=empty_database_url)
+    assert result.exit_code == 0, result.output
+    assert "Database at head." in result.stdout
+
+    engine = create_engine(normalise_url(empty_database_url))
+    try:
+        tables = set(inspect(engine).get_table_names())
+        assert {"incidents", "role_assignments", "timeline_events", "alembic_version"} <= tables
+        with engine.connect() as connection:
+            versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+        assert [row[0] for row in versions] == [head_revision(empty_database_url)]
+        columns = {column["name"] for column in inspect(engine).get_columns("incidents")}
+        assert {"title", "severity", "status", "declared_at", "channel_id"} <= columns
+    finally:
+        engine.dispose()
+
+    again = invoke(["db", "upgrade"], DATABASE_URL=empty_database_url)
+    assert again.exit_code == 0, again.output
+
+
+def test_db_upgrade_refuses_a_bad_config_before_touching_the_database(
+    workdir: Path, empty_database_url: str
+) -> None:
+    config = workdir / "bad.yaml"
+    config.write_text(BAD_CONFIG, encoding="utf-8")
+    result = invoke(["db", "upgrade"], DATABASE_URL=empty_database_url, FIREBREAK_CONFIG=str(config))
+    assert result.exit_code != 0
+    assert "incidents.channel_prefx" in result.stderr
+    engine = create_engine(normalise_url(empty_database_url))
+    try:
+        assert "alembic_version" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+# -- demo and serve -----------------------------------------------------------------------
+
+
+def test_demo_plays_a_whole_incident(workdir: Path) -> None:
+    done = run_script(["demo"], child_env(), workdir, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    channel = "#inc-1-checkout-latency-above-2s"
+    assert f"bot: created channel {channel}" in out
+    assert f"bot: pinned the summary in {channel}" in out
+    assert "changed severity sev2 → sev1" in out
+    assert f"bot: set the topic of {channel}: SEV1 · investigating" in out
+    assert ":memo: Note from @bob: Rolled back deploy 2026.11.20-3; watching p99" in out
+    assert f"bot: read the pinned message in {channel}" in out
+    assert "resolved INC-1: Rolled back the bad deploy" in out
+    assert f"set the topic of {channel}: SEV1 · resolved" in out
+    timeline = out[out.index("Timeline of INC-1") :]
+    kinds = [
+        "*declared*",
+        "*severity_changed*",
+        "*note*",
+        "*pinned_message*",
+        "*status_changed*",
+        "*resolved*",
+    ]
+    positions = [timeline.index(kind) for kind in kinds]
+    assert positions == sorted(positions), "the timeline is in order"
+    assert "*pinned_message* · @alice: p99 is back under 300 ms since the rollback" in timeline
+    assert "failed" not in out and "✗" not in out
+    assert out.rstrip().endswith("each fact in its timeline.")
+    assert not list(workdir.iterdir()), "the demo leaves nothing behind"
+
+
+def test_serve_with_a_malformed_config_exits_without_listening(workdir: Path) -> None:
+    config = workdir / "firebreak.yaml"
+    config.write_text(
+        "slack:\n  announce_channel: C0INCIDENTS\npeople:\n  alice:\n    slack: U0ALICE\n"
+        "    timezone: Berlin\n",
+        encoding="utf-8",
+    )
+    database = workdir / "serve.db"
+    env = child_env(
+        FIREBREAK_CONFIG=str(config), DATABASE_URL=f"sqlite:///{database}", **TOKENS
+    )
+    done = run_script(["serve", "--port", "0"], env, workdir, timeout=30)
+    assert done.returncode != 0
+    assert f"error: {config}:6: people.alice.timezone:" in done.stderr
+    assert "listening" not in done.stdout + done.stderr
+    assert not database.exists(), "no schema is created for a configuration that cannot run"
