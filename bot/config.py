@@ -22,8 +22,8 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -100,28 +100,27 @@ class IncidentsSection(_Strict):
 
     @field_validator("statuses", "roles")
     @classmethod
-    def _names(cls, value: list[str]) -> list[str]:
+    def _names(cls, value: list[str], info: ValidationInfo) -> list[str]:
         for name in value:
             if not IDENTIFIER.match(name):
                 raise ValueError(f"{name!r} must be a lowercase word (a-z, 0-9, '-', '_')")
         if len(set(value)) != len(value):
             raise ValueError("names must not repeat")
+        if info.field_name == "statuses" and (RESOLVED not in value or value[0] == RESOLVED):
+            raise ValueError(
+                "must include 'resolved', and not first (the first is the initial status)"
+            )
+        if info.field_name == "roles" and "commander" not in value:
+            raise ValueError("must include 'commander' (the declarer holds it at first)")
         return value
 
-    @model_validator(mode="after")
-    def _consistent(self) -> IncidentsSection:
-        if self.default_severity not in self.severities:
-            raise ValueError(
-                f"default_severity {self.default_severity!r} is not a severity; choose one of "
-                + ", ".join(self.severities)
-            )
-        if RESOLVED not in self.statuses or self.statuses[0] == RESOLVED:
-            raise ValueError(
-                "statuses must include 'resolved', and not as the first (initial) status"
-            )
-        if "commander" not in self.roles:
-            raise ValueError("roles must include 'commander' (the declarer holds it at first)")
-        return self
+    @field_validator("default_severity")
+    @classmethod
+    def _default_severity(cls, value: str, info: ValidationInfo) -> str:
+        severities = info.data.get("severities")
+        if severities is not None and value not in severities:
+            raise ValueError(f"{value!r} is not a severity; choose one of " + ", ".join(severities))
+        return value
 
     @property
     def initial_status(self) -> str:
@@ -253,7 +252,7 @@ def load_file(path: Path, *, required: bool) -> tuple[FileConfig, bool]:
     try:
         return FileConfig.model_validate(data), True
     except ValidationError as exc:
-        problems = []
+        problems: list[tuple[int, str]] = []
         for error in exc.errors():
             loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
             line = _line_of(root, loc)
@@ -261,8 +260,8 @@ def load_file(path: Path, *, required: bool) -> tuple[FileConfig, bool]:
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown key; check the spelling against examples/firebreak.yaml"
-            problems.append(f"{where}: {_loc(loc) or '(top level)'}: {message}")
-        raise ConfigError(problems) from None
+            problems.append((line or 0, f"{where}: {_loc(loc) or '(top level)'}: {message}"))
+        raise ConfigError([problem for _, problem in sorted(problems)]) from None
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
