@@ -13,6 +13,8 @@ from waitress.server import create_server
 from bot.app import Firebreak
 
 log = logging.getLogger(__name__)
+# Slack payloads are a few KiB; anything near this is not Slack.
+MAX_BODY = 1024 * 1024
 
 
 def serve(
@@ -25,7 +27,13 @@ def serve(
 ) -> None:
     """Serve until SIGTERM or SIGINT, then finish accepted work and close cleanly."""
     server = create_server(
-        app.web, host=host, port=port, threads=threads, ident="firebreak", channel_timeout=30
+        app.web,
+        host=host,
+        port=port,
+        threads=threads,
+        ident="firebreak",
+        channel_timeout=30,
+        max_request_body_size=MAX_BODY,
     )
     url = f"http://{host}:{server.effective_port}"
 

@@ -184,3 +184,12 @@ def test_pushpin_outside_incident_channels_is_ignored(
     assert reply.status == 200
     assert count(firebreak, TimelineEvent) == 0
     assert sandbox.calls_to("conversations.history") == []
+
+
+def test_events_url_verification_answers_the_challenge(slack: Slack, sandbox: SlackSandbox) -> None:
+    """Slack checks the request URL this way when the manifest is saved."""
+    body = b'{"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}'
+    reply = slack.send(body, "application/json")
+    assert reply.status == 200
+    assert "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" in reply.body
+    assert sandbox.calls == []

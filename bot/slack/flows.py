@@ -69,25 +69,32 @@ def declare(
 def in_channel(
     ctx: ListenerContext, command: grammar.Command, *, channel: str, user: str, reply: Reply
 ) -> None:
-    """A command typed in (or a button pressed in) an incident channel."""
+    """A command typed in (or a button pressed in) an incident channel.
+
+    The transaction only decides what to say; replies and Slack updates go out after it
+    commits, so no lock is held across a network call.
+    """
+    answer: dict[str, Any] | None = None
+    change: Change | None = None
     try:
         with ctx.db.session_scope() as session:
             incident = service.find_by_channel(session, channel, lock=True)
             if incident is None:
-                reply(text=_not_an_incident_channel(session))
-                return
-            if isinstance(command, grammar.ShowTimeline):
+                answer = {"text": _not_an_incident_channel(session)}
+            elif isinstance(command, grammar.ShowTimeline):
                 events = service.timeline(session, incident)
-                reply(
-                    text=f"Timeline of {incident.reference}",
-                    blocks=blocks.timeline(incident, events),
-                )
-                return
-            change = _apply(session, ctx, incident, command, user)
-            incident_id = incident.id
+                answer = {
+                    "text": f"Timeline of {incident.reference}",
+                    "blocks": blocks.timeline(incident, events),
+                }
+            else:
+                change = _apply(session, ctx, incident, command, user)
     except IncidentError as error:
-        reply(text=str(error))
+        answer = {"text": str(error)}
+    if answer is not None:
+        reply(**answer)
         return
+    assert change is not None
     if not change.changed:
         reply(text=change.message)
         return
@@ -97,9 +104,9 @@ def in_channel(
         log.warning("posting to %s failed: %s", channel, slack_error(error))
         reply(text=f"Done, but I could not post in the channel: {slack_error(error)}")
     if isinstance(command, grammar.AssignRole):
-        ctx.channels.invite_quietly(incident_id, channel, command.user_id)
+        ctx.channels.invite_quietly(change.incident.id, channel, command.user_id)
     if isinstance(command, REFRESHING):
-        ctx.channels.refresh(incident_id)
+        ctx.channels.refresh(change.incident.id)
 
 
 def _apply(
@@ -132,7 +139,8 @@ def _not_an_incident_channel(session: Session) -> str:
 
 def list_open(ctx: ListenerContext, reply: Reply) -> None:
     with ctx.db.session_scope() as session:
-        reply(text=blocks.open_list(service.list_open(session)))
+        text = blocks.open_list(service.list_open(session))
+    reply(text=text)
 
 
 def guarded(work: Callable[..., None], reply: Reply) -> Callable[..., None]:
