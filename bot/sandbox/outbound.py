@@ -49,14 +49,32 @@ def http_transport(events_url: str, timeout: float = 10.0) -> Transport:
     return post
 
 
+def _remote_response_url(sandbox_base_url: str, channel: str | None, user: str) -> str:
+    """Ask a sandbox in another process for a response_url (its control API)."""
+    body = json.dumps({"channel": channel, "user": user}).encode()
+    request = urllib.request.Request(  # noqa: S310 - a local sandbox URL
+        sandbox_base_url.rstrip("/") + "/_sandbox/response_urls",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=10) as response:
+        return str(json.loads(response.read())["url"])
+
+
 class OutboundSlack:
-    """Builds and signs what Slack sends, and delivers it through `transport`."""
+    """Builds and signs what Slack sends, and delivers it through `transport`.
+
+    `sandbox` gives the response_url of each command: a SlackSandbox in this process, the
+    base URL of one in another process, or None for a URL nobody answers.
+    """
 
     def __init__(
         self,
         transport: Transport,
         signing_secret: str,
-        sandbox: SlackSandbox | None = None,
+        sandbox: SlackSandbox | str | None = None,
         *,
         team_id: str = "T0SANDBOX",
     ) -> None:
@@ -91,6 +109,8 @@ class OutboundSlack:
         return self.transport(body, all_headers)
 
     def _response_url(self, channel: str | None, user: str) -> str:
+        if isinstance(self.sandbox, str):
+            return _remote_response_url(self.sandbox, channel, user)
         if self.sandbox is None:
             return "http://127.0.0.1:9/response-url-unused"
         return self.sandbox.new_response_url(channel, user)

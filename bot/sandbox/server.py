@@ -329,7 +329,13 @@ class SlackSandbox:
                 return 200, ok, {}
             if verb == "POST" and path.startswith("response/"):
                 return self._post_response(path.removeprefix("response/"), content_type, body)
-            if verb != "POST" or path not in ("faults", "users", "channels", "messages"):
+            if verb != "POST" or path not in (
+                "faults",
+                "users",
+                "channels",
+                "messages",
+                "response_urls",
+            ):
                 return 404, {"ok": False, "error": "not_found"}, {}
             data = json.loads(body.decode("utf-8") or "{}")
             if not isinstance(data, dict):
@@ -349,6 +355,9 @@ class SlackSandbox:
                     is_bot=bool(data.get("is_bot", False)),
                 )
                 return 200, ok, {}
+            if path == "response_urls":
+                url = self.new_response_url(data.get("channel"), data.get("user"))
+                return 200, {"ok": True, "url": url}, {}
             if path == "channels":
                 channel_id = self.add_channel(
                     str(data["name"]),
