@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,26 @@ def _postgres_admin_url() -> str | None:
     return normalise_url(url) if url else None
 
 
+@contextmanager
+def _postgres_database(admin: str, prefix: str, template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (optionally a copy of `template`), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template}"' if template else ""
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
+    try:
+        yield name
+    finally:
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+def _url_of(admin: str, database: str) -> str:
+    return make_url(admin).set(database=database).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def _database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     admin = _postgres_admin_url()
@@ -68,18 +89,9 @@ def _database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         upgrade(f"sqlite:///{path}")
         yield str(path)
         return
-    name = f"firebreak_template_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    template_url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    upgrade(template_url)
-    try:
+    with _postgres_database(admin, "firebreak_template") as name:
+        upgrade(_url_of(admin, name))
         yield name
-    finally:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
 
 
 @pytest.fixture
@@ -91,16 +103,8 @@ def database_url(_database_template: str, tmp_path: Path) -> Iterator[str]:
         shutil.copyfile(_database_template, path)
         yield f"sqlite:///{path}"
         return
-    name = f"firebreak_test_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{_database_template}"'))
-    try:
-        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+    with _postgres_database(admin, "firebreak_test", template=_database_template) as name:
+        yield _url_of(admin, name)
 
 
 @pytest.fixture
@@ -110,16 +114,8 @@ def empty_database_url(tmp_path: Path) -> Iterator[str]:
     if admin is None:
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    name = f"firebreak_empty_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+    with _postgres_database(admin, "firebreak_empty") as name:
+        yield _url_of(admin, name)
 
 
 # -- Slack ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,11 @@ class IncidentChannels:
                 incident = service.get(session, incident_id)
                 return Setup(incident.id, incident.reference, channel_id)
 
+    def _record(self, incident_id: int, kind: str, text: str, **details: Any) -> None:
+        """Append one timeline event in a transaction of its own."""
+        with self.db.session_scope() as session:
+            service.record(session, service.get(session, incident_id), kind, text, **details)
+
     def _step(self, incident_id: int, what: str, action: Any) -> None:
         try:
             action()
@@ -96,15 +102,12 @@ class IncidentChannels:
     def _fail(self, incident_id: int, what: str, error: Exception) -> None:
         reason = slack_error(error)
         log.warning("incident %s: %s failed: %s", incident_id, what, reason)
-        with self.db.session_scope() as session:
-            incident = service.get(session, incident_id)
-            service.record(
-                session,
-                incident,
-                "slack_error",
-                f"Slack step '{what}' failed: {reason}",
-                data={"step": what, "error": reason},
-            )
+        self._record(
+            incident_id,
+            "slack_error",
+            f"Slack step '{what}' failed: {reason}",
+            data={"step": what, "error": reason},
+        )
         raise SetupFailed(f"{what} failed ({reason})") from error
 
     def _ensure_channel(self, incident_id: int) -> str:
@@ -189,20 +192,15 @@ class IncidentChannels:
     def _invite(self, incident_id: int, channel_id: str, *users: str) -> None:
         """Invite `users` into the channel; each invitation is recorded once."""
         for user in dict.fromkeys(users):
-            try:
-                self.client.conversations_invite(channel=channel_id, users=user)
-            except SlackApiError as error:
-                if error.response.get("error") != "already_in_channel":
-                    raise
-            with self.db.session_scope() as session:
-                service.record(
-                    session,
-                    service.get(session, incident_id),
-                    "responder_invited",
-                    f"Invited <@{user}>",
-                    data={"user": user},
-                    dedup_key=f"invite:{user}",
-                )
+            invite = partial(self.client.conversations_invite, channel=channel_id, users=user)
+            _allowing("already_in_channel", invite)
+            self._record(
+                incident_id,
+                "responder_invited",
+                f"Invited <@{user}>",
+                data={"user": user},
+                dedup_key=f"invite:{user}",
+            )
 
     def _declarer_and(self, incident_id: int, requester: str) -> tuple[str, str]:
         with self.db.session_scope() as session:
@@ -217,14 +215,7 @@ class IncidentChannels:
 
     def _initial_topic(self, incident_id: int, channel_id: str) -> None:
         text = self._set_topic(incident_id, channel_id)
-        with self.db.session_scope() as session:
-            service.record(
-                session,
-                service.get(session, incident_id),
-                "topic_set",
-                f"Topic: {text}",
-                dedup_key="topic:initial",
-            )
+        self._record(incident_id, "topic_set", f"Topic: {text}", dedup_key="topic:initial")
 
     def _set_topic(self, incident_id: int, channel_id: str) -> str:
         with self.db.session_scope() as session:
@@ -253,19 +244,13 @@ class IncidentChannels:
                     "Posted the incident summary",
                     data={"ts": summary_ts},
                 )
-        try:
-            self.client.pins_add(channel=channel_id, timestamp=summary_ts)
-        except SlackApiError as error:
-            if error.response.get("error") != "already_pinned":
-                raise
-        with self.db.session_scope() as session:
-            service.record(
-                session,
-                service.get(session, incident_id),
-                "summary_pinned",
-                "Pinned the summary",
-                dedup_key=f"pin-summary:{summary_ts}",
-            )
+        pinned = summary_ts
+        _allowing(
+            "already_pinned", lambda: self.client.pins_add(channel=channel_id, timestamp=pinned)
+        )
+        self._record(
+            incident_id, "summary_pinned", "Pinned the summary", dedup_key=f"pin-summary:{pinned}"
+        )
 
     def _summary(self, session: Session, incident: Incident) -> Message:
         roles = service.roles(session, incident)
@@ -334,14 +319,21 @@ class IncidentChannels:
         except (SlackApiError, OSError) as error:
             reason = slack_error(error)
             log.warning("incident %s: updating the %s failed: %s", incident_id, what, reason)
-            with self.db.session_scope() as session:
-                service.record(
-                    session,
-                    service.get(session, incident_id),
-                    "slack_error",
-                    f"Could not update the {what}: {reason}",
-                    data={"step": f"update {what}", "error": reason},
-                )
+            self._record(
+                incident_id,
+                "slack_error",
+                f"Could not update the {what}: {reason}",
+                data={"step": f"update {what}", "error": reason},
+            )
 
     def post(self, channel_id: str, text: str) -> None:
         self.client.chat_postMessage(channel=channel_id, text=text)
+
+
+def _allowing(harmless_error: str, call: Callable[[], object]) -> None:
+    """Make a Web API call for which one error means "already done" (a rerun's repeat)."""
+    try:
+        call()
+    except SlackApiError as error:
+        if error.response.get("error") != harmless_error:
+            raise
