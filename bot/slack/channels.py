@@ -14,8 +14,8 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from slack_sdk import WebClient
