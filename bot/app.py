@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from flask import Flask
@@ -90,7 +89,7 @@ def build(settings: Settings) -> Firebreak:
         signing_secret=env.slack_signing_secret.get_secret_value(),
         token_verification_enabled=False,
         process_before_response=False,
-        listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="firebreak-ack"),
+        listener_executor=workers.listener_executor(),
         raise_error_for_unhandled_request=False,
         logger=logging.getLogger("firebreak.bolt"),
     )

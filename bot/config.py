@@ -74,7 +74,7 @@ class SlackSection(_Strict):
 class IncidentsSection(_Strict):
     channel_prefix: str = "inc"
     severities: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SEVERITIES))
-    default_severity: str = "sev3"
+    default_severity: str = Field(default="sev3", validate_default=True)
     statuses: list[str] = Field(default_factory=lambda: list(DEFAULT_STATUSES))
     roles: list[str] = Field(default_factory=lambda: list(DEFAULT_ROLES))
 

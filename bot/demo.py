@@ -130,7 +130,11 @@ def run_demo(settings: Settings, echo: Echo) -> None:
         try:
             _play(demo_settings, sandbox, app.workers.wait_idle, url, echo)
         finally:
+            # Let the last request finish, stop waitress's threads, then its sockets.
+            app.workers.wait_idle()
+            server.task_dispatcher.shutdown()
             server.close()
+            thread.join(timeout=5)
             app.close()
             sandbox.stop()
 

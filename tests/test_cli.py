@@ -49,7 +49,7 @@ def child_env(**overrides: str) -> dict[str, str]:
 def run_script(
     args: list[str], env: dict[str, str], cwd: Path, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own console script
+    return subprocess.run(
         [FIREBREAK, *args],
         env=env,
         cwd=cwd,
@@ -206,7 +206,9 @@ def test_db_upgrade_refuses_a_bad_config_before_touching_the_database(
 ) -> None:
     config = workdir / "bad.yaml"
     config.write_text(BAD_CONFIG, encoding="utf-8")
-    result = invoke(["db", "upgrade"], DATABASE_URL=empty_database_url, FIREBREAK_CONFIG=str(config))
+    result = invoke(
+        ["db", "upgrade"], DATABASE_URL=empty_database_url, FIREBREAK_CONFIG=str(config)
+    )
     assert result.exit_code != 0
     assert "incidents.channel_prefx" in result.stderr
     engine = create_engine(normalise_url(empty_database_url))
@@ -229,7 +231,9 @@ def test_demo_plays_a_whole_incident(workdir: Path) -> None:
     assert "changed severity sev2 → sev1" in out
     assert f"bot: set the topic of {channel}: SEV1 · investigating" in out
     assert ":memo: Note from @bob: Rolled back deploy 2026.11.20-3; watching p99" in out
-    assert f"bot: read the pinned message in {channel}" in out
+    # What the bot did for the :pushpin: is told in that step, before the next command.
+    pin_step = out[out.index("alice reacts with :pushpin:") : out.index("/incident status")]
+    assert f"bot: read the pinned message in {channel}" in pin_step
     assert "resolved INC-1: Rolled back the bad deploy" in out
     assert f"set the topic of {channel}: SEV1 · resolved" in out
     timeline = out[out.index("Timeline of INC-1") :]
@@ -247,6 +251,7 @@ def test_demo_plays_a_whole_incident(workdir: Path) -> None:
     assert "failed" not in out and "✗" not in out
     assert out.rstrip().endswith("each fact in its timeline.")
     assert not list(workdir.iterdir()), "the demo leaves nothing behind"
+    assert "Traceback" not in done.stderr, done.stderr
 
 
 def test_serve_with_a_malformed_config_exits_without_listening(workdir: Path) -> None:
@@ -257,9 +262,7 @@ def test_serve_with_a_malformed_config_exits_without_listening(workdir: Path) ->
         encoding="utf-8",
     )
     database = workdir / "serve.db"
-    env = child_env(
-        FIREBREAK_CONFIG=str(config), DATABASE_URL=f"sqlite:///{database}", **TOKENS
-    )
+    env = child_env(FIREBREAK_CONFIG=str(config), DATABASE_URL=f"sqlite:///{database}", **TOKENS)
     done = run_script(["serve", "--port", "0"], env, workdir, timeout=30)
     assert done.returncode != 0
     assert f"error: {config}:6: people.alice.timezone:" in done.stderr

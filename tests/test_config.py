@@ -212,6 +212,13 @@ def test_a_default_severity_that_is_not_a_severity(tmp_path: Path) -> None:
     assert "sev1, sev2" in problem
 
 
+def test_own_severities_without_the_default_one_need_a_default_severity(tmp_path: Path) -> None:
+    path = write(tmp_path, "incidents:\n  severities:\n    p1: Critical\n    p2: Major\n")
+    [problem] = problems_of(path)
+    assert problem.startswith(f"{path}:1: incidents.default_severity:"), problem
+    assert "is not a severity; choose one of p1, p2" in problem
+
+
 def test_statuses_without_resolved_are_refused(tmp_path: Path) -> None:
     path = write(
         tmp_path,
