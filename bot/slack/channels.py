@@ -97,9 +97,10 @@ class IncidentChannels:
         try:
             action()
         except (SlackApiError, OSError) as error:
-            self._fail(incident_id, what, error)
+            raise self._failure(incident_id, what, error) from error
 
-    def _fail(self, incident_id: int, what: str, error: Exception) -> None:
+    def _failure(self, incident_id: int, what: str, error: Exception) -> SetupFailed:
+        """Record a failed step in the timeline; the caller raises what this returns."""
         reason = slack_error(error)
         log.warning("incident %s: %s failed: %s", incident_id, what, reason)
         self._record(
@@ -108,7 +109,7 @@ class IncidentChannels:
             f"Slack step '{what}' failed: {reason}",
             data={"step": what, "error": reason},
         )
-        raise SetupFailed(f"{what} failed ({reason})") from error
+        return SetupFailed(f"{what} failed ({reason})")
 
     def _ensure_channel(self, incident_id: int) -> str:
         with self.db.session_scope() as session:
@@ -133,21 +134,13 @@ class IncidentChannels:
                     if adopted:
                         return self._save_channel(incident_id, adopted, name, adopted_channel=True)
                     continue
-                self._fail(incident_id, "create channel", error)
+                raise self._failure(incident_id, "create channel", error) from error
             except OSError as error:
-                self._fail(incident_id, "create channel", error)
+                raise self._failure(incident_id, "create channel", error) from error
             channel = response["channel"]
             return self._save_channel(incident_id, channel["id"], channel["name"])
-        raise self._fail_names(incident_id)
-
-    def _fail_names(self, incident_id: int) -> SetupFailed:
-        try:
-            self._fail(
-                incident_id, "create channel", RuntimeError(f"{MAX_NAME_ATTEMPTS} names taken")
-            )
-        except SetupFailed as failed:
-            return failed
-        raise AssertionError("unreachable")
+        taken = RuntimeError(f"{MAX_NAME_ATTEMPTS} names taken")
+        raise self._failure(incident_id, "create channel", taken)
 
     def _plan(self, incident_id: int, name: str) -> None:
         with self.db.session_scope() as session:
