@@ -17,7 +17,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.config import ConfigError, Settings
 from bot.db import Database
 from bot.metrics import Metrics
-from bot.slack import actions, commands, events
+from bot.slack import actions, commands, events, oncall
 from bot.slack.channels import IncidentChannels
 from bot.slack.context import ListenerContext
 from bot.web import create_web_app
@@ -99,6 +99,7 @@ def build(settings: Settings) -> Firebreak:
     commands.register(bolt, ctx)
     actions.register(bolt, ctx)
     events.register(bolt, ctx)
+    oncall.register(bolt, ctx)
     metrics = Metrics()
-    web = create_web_app(bolt, db, metrics)
+    web = create_web_app(bolt, db, metrics, settings)
     return Firebreak(settings, db, client, workers, channels, bolt, metrics, web)

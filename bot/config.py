@@ -12,8 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -26,6 +25,15 @@ from pydantic import (
     field_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.oncall.configuration import (
+    EscalationPolicy,
+    NotifiersSection,
+    PagingSection,
+    Schedule,
+    Service,
+    check_zone,
+)
 
 CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -127,10 +135,18 @@ class IncidentsSection(_Strict):
         return self.statuses[0]
 
 
+NotifyChannel = Literal["slack", "email", "webhook"]
+
+
+def _slack_only() -> list[NotifyChannel]:
+    return ["slack"]
+
+
 class Person(_Strict):
     slack: str
     email: str | None = None
     timezone: str = "UTC"
+    notify: list[NotifyChannel] = Field(default_factory=_slack_only)
 
     @field_validator("slack")
     @classmethod
@@ -149,13 +165,7 @@ class Person(_Strict):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"{value!r} is not an IANA time zone (like Europe/Berlin or America/New_York)"
-            ) from None
-        return value
+        return check_zone(value)
 
 
 class FileConfig(_Strict):
@@ -164,12 +174,70 @@ class FileConfig(_Strict):
     slack: SlackSection = Field(default_factory=SlackSection)
     incidents: IncidentsSection = Field(default_factory=IncidentsSection)
     people: dict[str, Person] = Field(default_factory=dict)
+    schedules: dict[str, Schedule] = Field(default_factory=dict)
+    escalation_policies: dict[str, EscalationPolicy] = Field(default_factory=dict)
+    services: dict[str, Service] = Field(default_factory=dict)
+    notifiers: NotifiersSection = Field(default_factory=NotifiersSection)
+    paging: PagingSection = Field(default_factory=PagingSection)
 
     def person_by_slack_id(self, user_id: str) -> Person | None:
-        for person in self.people.values():
+        name = self.name_by_slack_id(user_id)
+        return self.people[name] if name else None
+
+    def name_by_slack_id(self, user_id: str) -> str | None:
+        for name, person in self.people.items():
             if person.slack == user_id:
-                return person
+                return name
         return None
+
+    def broken_references(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Names one section uses that another does not define: (key path, problem)."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        people = ", ".join(self.people) or "none defined"
+
+        def person(loc: tuple[str | int, ...], name: str) -> None:
+            if name not in self.people:
+                problems.append((loc, f"{name!r} is not in people: ({people})"))
+
+        for schedule_name, schedule in self.schedules.items():
+            for index, layer in enumerate(schedule.layers):
+                for position, user in enumerate(layer.users):
+                    person(("schedules", schedule_name, "layers", index, "users", position), user)
+            for index, override in enumerate(schedule.overrides):
+                person(("schedules", schedule_name, "overrides", index, "user"), override.user)
+        for policy_name, policy in self.escalation_policies.items():
+            for index, step in enumerate(policy.steps):
+                for position, target in enumerate(step.targets):
+                    kind, _, name = target.partition(":")
+                    loc = ("escalation_policies", policy_name, "steps", index, "targets", position)
+                    if kind == "user":
+                        person(loc, name)
+                    elif name not in self.schedules:
+                        known = ", ".join(self.schedules) or "none defined"
+                        problems.append((loc, f"{name!r} is not in schedules: ({known})"))
+        for service_name, service in self.services.items():
+            if service.escalation_policy not in self.escalation_policies:
+                known = ", ".join(self.escalation_policies) or "none defined"
+                problems.append(
+                    (
+                        ("services", service_name, "escalation_policy"),
+                        f"{service.escalation_policy!r} is not in escalation_policies: ({known})",
+                    )
+                )
+        for name, entry in self.people.items():
+            for channel in entry.notify:
+                if channel == "email" and entry.email is None:
+                    problems.append(
+                        (("people", name, "notify"), "email is listed but the person has no email")
+                    )
+                if channel in ("email", "webhook") and getattr(self.notifiers, channel) is None:
+                    problems.append(
+                        (
+                            ("people", name, "notify"),
+                            f"{channel} is listed but notifiers.{channel} is not configured",
+                        )
+                    )
+        return problems
 
 
 class EnvSettings(BaseSettings):
@@ -250,18 +318,32 @@ def load_file(path: Path, *, required: bool) -> tuple[FileConfig, bool]:
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: the top level must be a mapping of sections (slack:, ...)"])
     try:
-        return FileConfig.model_validate(data), True
+        config = FileConfig.model_validate(data)
     except ValidationError as exc:
-        problems: list[tuple[int, str]] = []
+        errors = []
         for error in exc.errors():
             loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
-            line = _line_of(root, loc)
-            where = f"{path}:{line}" if line else str(path)
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown key; check the spelling against examples/firebreak.yaml"
-            problems.append((line or 0, f"{where}: {_loc(loc) or '(top level)'}: {message}"))
-        raise ConfigError([problem for _, problem in sorted(problems)]) from None
+            errors.append((loc, message))
+        raise ConfigError(_located(path, root, errors)) from None
+    broken = config.broken_references()
+    if broken:
+        raise ConfigError(_located(path, root, broken))
+    return config, True
+
+
+def _located(
+    path: Path, root: yaml.Node | None, errors: list[tuple[tuple[Any, ...], str]]
+) -> list[str]:
+    """`file:line: dotted.key: problem` for each error, in the order of the file."""
+    problems: list[tuple[int, str]] = []
+    for loc, message in errors:
+        line = _line_of(root, loc)
+        where = f"{path}:{line}" if line else str(path)
+        problems.append((line or 0, f"{where}: {_loc(loc) or '(top level)'}: {message}"))
+    return [problem for _, problem in sorted(problems)]
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:

@@ -3,5 +3,15 @@
 from __future__ import annotations
 
 from bot.incidents.models import Incident, RoleAssignment, TimelineEvent
+from bot.oncall.models import Handoff, OncallOverride, Page, PageEvent, PageNotification
 
-__all__ = ["Incident", "RoleAssignment", "TimelineEvent"]
+__all__ = [
+    "Handoff",
+    "Incident",
+    "OncallOverride",
+    "Page",
+    "PageEvent",
+    "PageNotification",
+    "RoleAssignment",
+    "TimelineEvent",
+]

@@ -10,12 +10,13 @@ from slack_bolt import App
 from slack_bolt.adapter.flask import SlackRequestHandler
 from sqlalchemy import text
 
+from bot.config import Settings
 from bot.db import Database
 from bot.metrics import Metrics
 from bot.migrations import current_revision, head_revision
 
 
-def create_web_app(bolt: App, db: Database, metrics: Metrics) -> Flask:
+def create_web_app(bolt: App, db: Database, metrics: Metrics, settings: Settings) -> Flask:
     web = Flask("firebreak")
     slack = SlackRequestHandler(bolt)
     head = head_revision(db.url)

@@ -1,0 +1,1 @@
+"""On-call: schedules (rotation maths), overrides, escalation policies and pages."""

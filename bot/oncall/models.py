@@ -1,0 +1,123 @@
+"""On-call state in the database: overrides, pages, their notifications and events.
+
+A page is a state machine (triggered -> acknowledged -> resolved, or exhausted). Its
+`generation` is the token every scheduled escalation job carries: a job acts only if the
+page is still triggered and the generation still matches, so a job that fires late, twice,
+or after an acknowledgement does nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, event
+from sqlalchemy.orm import Mapped, Mapper, mapped_column
+
+from bot.db import Base, utcnow
+from bot.incidents.models import AppendOnlyError
+
+TRIGGERED = "triggered"
+ACKNOWLEDGED = "acknowledged"
+RESOLVED = "resolved"
+EXHAUSTED = "exhausted"
+
+
+class OncallOverride(Base):
+    """Someone takes a schedule for a while; set with `/oncall override`, ended by cancel."""
+
+    __tablename__ = "oncall_overrides"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    schedule: Mapped[str] = mapped_column(String(64), index=True)
+    person: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cancelled_at: Mapped[datetime | None]
+    cancelled_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class Page(Base):
+    __tablename__ = "pages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target: Mapped[str] = mapped_column(String(128))  # user:NAME | schedule:NAME | policy:NAME
+    message: Mapped[str] = mapped_column(Text)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    # The escalation steps as they were when the page was triggered, so a config reload
+    # mid-page cannot change what happens next: {"steps": [{"targets": [...], "wait": s}], "repeat": n}
+    policy: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16), default=TRIGGERED, index=True)
+    step: Mapped[int] = mapped_column(default=0)  # the next step to run
+    cycle: Mapped[int] = mapped_column(default=0)  # how many times the chain has restarted
+    generation: Mapped[int] = mapped_column(default=0)
+    next_escalation_at: Mapped[datetime | None]
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    acknowledged_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None]
+    exhausted_at: Mapped[datetime | None]
+    dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+
+    @property
+    def reference(self) -> str:
+        return f"P-{self.id}"
+
+
+class PageNotification(Base):
+    """One message to one person on one channel for one step of one cycle, sent at most once."""
+
+    __tablename__ = "page_notifications"
+    __table_args__ = (
+        UniqueConstraint("page_id", "cycle", "step", "person", "channel", name="uq_notification"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id"), index=True)
+    cycle: Mapped[int]
+    step: Mapped[int]
+    person: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))  # slack | email | webhook
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class PageEvent(Base):
+    """The page's own append-only history (triggered, notified, escalated, acknowledged...)."""
+
+    __tablename__ = "page_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    text: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Handoff(Base):
+    """A shift start that was announced, so each hand-off is announced once."""
+
+    __tablename__ = "oncall_handoffs"
+    __table_args__ = (UniqueConstraint("schedule", "starts_at", name="uq_handoff"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    schedule: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[datetime]
+    person: Mapped[str | None] = mapped_column(String(64))
+    announced_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+@event.listens_for(PageEvent, "before_update")
+@event.listens_for(PageEvent, "before_delete")
+def _refuse_change(_mapper: Mapper[Any], _connection: Any, target: PageEvent) -> None:
+    raise AppendOnlyError(f"page event {target.id} is append-only")
