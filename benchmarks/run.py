@@ -6,11 +6,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from benchmarks import bench_slack_ack
+from benchmarks import bench_schedule, bench_slack_ack
 
 # name -> main(argv) -> exit code; each benchmark rewrites its own section of REPORT.md.
 BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
     bench_slack_ack.KEY: bench_slack_ack.main,
+    bench_schedule.KEY: bench_schedule.main,
 }
 
 

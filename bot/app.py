@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from flask import Flask
@@ -17,11 +18,13 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.config import ConfigError, Settings
 from bot.db import Database
 from bot.metrics import Metrics
-from bot.slack import actions, commands, events, oncall
+from bot.scheduler import Paging
+from bot.slack import actions, commands, events, oncall, paging
 from bot.slack.channels import IncidentChannels
 from bot.slack.context import ListenerContext
 from bot.web import create_web_app
 from bot.workers import WorkerPool
+from integrations.notifiers import build_notifiers
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,10 @@ class Firebreak:
     bolt: App
     metrics: Metrics
     web: Flask
+    paging: Paging
 
     def close(self) -> None:
+        self.paging.shutdown()
         self.workers.wait_idle(timeout=30)
         self.workers.shutdown()
         self.db.dispose()
@@ -93,13 +98,21 @@ def build(settings: Settings) -> Firebreak:
         raise_error_for_unhandled_request=False,
         logger=logging.getLogger("firebreak.bolt"),
     )
+    notifiers = build_notifiers(settings.file, client, os.environ)
+    pager = Paging(db, settings.file, notifiers, client)
     ctx = ListenerContext(
-        config=settings.file, db=db, client=client, channels=channels, workers=workers
+        config=settings.file,
+        db=db,
+        client=client,
+        channels=channels,
+        workers=workers,
+        paging=pager,
     )
     commands.register(bolt, ctx)
     actions.register(bolt, ctx)
     events.register(bolt, ctx)
     oncall.register(bolt, ctx)
+    paging.register(bolt, ctx)
     metrics = Metrics()
     web = create_web_app(bolt, db, metrics, settings)
-    return Firebreak(settings, db, client, workers, channels, bolt, metrics, web)
+    return Firebreak(settings, db, client, workers, channels, bolt, metrics, web, pager)

@@ -40,7 +40,7 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("slack_bolt", "slack_sdk", "waitress.queue", "alembic"):
+    for noisy in ("slack_bolt", "slack_sdk", "waitress.queue", "alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
@@ -66,6 +66,7 @@ def serve(host: str, port: int, threads: int, sandbox: bool) -> None:
     with _config_errors():
         upgrade(settings.env.database_url)
         app = build(settings)
+    app.paging.start()
 
     def listening(url: str) -> None:
         click.echo(f"Firebreak listening on {url}", err=False)
@@ -128,3 +129,109 @@ def demo() -> None:
     from bot.demo import run_demo
 
     run_demo(_settings(), click.echo)
+
+
+@main.command()
+@click.argument("schedule", required=False)
+@click.option(
+    "--at",
+    "at_text",
+    metavar="TIME",
+    help="ISO 8601 instant, like 2026-03-30T08:00 or 2026-03-30T08:00+02:00; "
+    "without a zone it is the schedule's local time. Default: now.",
+)
+def oncall(schedule: str | None, at_text: str | None) -> None:
+    """Who is on call (overrides applied), until when, and who is next."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from bot.db import Database, utcnow
+    from bot.migrations import upgrade
+    from bot.oncall import schedules
+    from bot.oncall.rotation import Shift
+
+    settings = _settings()
+    config = settings.file
+    if schedule is not None and schedule not in config.schedules:
+        known = ", ".join(config.schedules) or "none are configured"
+        _fail([f"there is no schedule {schedule!r}; schedules: {known}"])
+    if not config.schedules:
+        _fail([f"no schedules are configured in {settings.config_path}"])
+    try:
+        given = datetime.fromisoformat(at_text) if at_text else None
+    except ValueError:
+        _fail([f"--at {at_text!r} is not an ISO 8601 time, like 2026-03-30T08:00"])
+        raise AssertionError("unreachable") from None
+    with _config_errors():
+        upgrade(settings.env.database_url)
+    db = Database(settings.env.database_url)
+
+    def shown(moment: datetime, zone: ZoneInfo) -> str:
+        return moment.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z")
+
+    def described(shift: Shift, zone: ZoneInfo, *, current: bool) -> str:
+        since = "" if current else f"from {shown(shift.start, zone)} "
+        return f"{shift.person} {since}until {shown(shift.end, zone)}"
+
+    try:
+        for name in [schedule] if schedule else list(config.schedules):
+            zone = config.schedules[name].zone
+            at = utcnow()
+            if given is not None:
+                at = given if given.tzinfo else given.replace(tzinfo=zone)
+            with db.session_scope() as session:
+                status = schedules.status(session, config, name, at)
+            parts = [described(status.current, zone, current=True)] if status.current else []
+            if not parts:
+                parts.append("nobody on call")
+            for shift in status.following:
+                touching = status.current is not None and shift.start == status.current.end
+                parts.append("then " + described(shift, zone, current=touching))
+            click.echo(f"{name}: " + ", ".join(parts))
+            for override in status.overrides:
+                click.echo(
+                    f"  override #{override.id}: {override.person} "
+                    f"{shown(override.starts_at, zone)} to {shown(override.ends_at, zone)}"
+                )
+    finally:
+        db.dispose()
+
+
+@main.command()
+@click.argument("target")
+@click.argument("message", nargs=-1, required=True)
+@click.option("--by", "by", default=None, help="Who is paging (default: cli:$USER).")
+@click.option("--incident", type=int, default=None, help="Link the page to incident N.")
+def page(target: str, message: tuple[str, ...], by: str | None, incident: int | None) -> None:
+    """Page TARGET (user:NAME, schedule:NAME, policy:NAME, service:NAME or a person's name).
+
+    The first step is notified at once from here; later steps are run by the scheduler of
+    the running `firebreak serve`, which picks the page up within a minute.
+    """
+    import getpass
+
+    from bot.app import build
+    from bot.migrations import upgrade
+    from bot.oncall.paging import PagingError
+
+    settings = _settings()
+    if ":" not in target:
+        target = f"user:{target}"
+    with _config_errors():
+        upgrade(settings.env.database_url)
+        app = build(settings)
+    try:
+        created = app.paging.page(
+            target=target,
+            message=" ".join(message),
+            created_by=by or f"cli:{getpass.getuser()}",
+            incident_id=incident,
+        )
+    except PagingError as error:
+        _fail([str(error)])
+    finally:
+        app.close()
+    due = created.next_escalation_at
+    click.echo(f"Paged {target} ({created.reference}), state {created.state}.")
+    if due is not None:
+        click.echo(f"Next step due at {due.isoformat(timespec='seconds')} unless acknowledged.")

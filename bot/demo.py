@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,9 +20,11 @@ from waitress.server import create_server
 from bot.app import build
 from bot.config import Settings
 from bot.migrations import upgrade
+from bot.oncall.configuration import EscalationPolicy
 from bot.playground import start_sandbox
 from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import OutboundSlack, http_transport
+from bot.slack.blocks import ACTION_PAGE_ACK
 
 Echo = Callable[[str], None]
 
@@ -31,7 +34,7 @@ class Step:
     who: str
     what: str
     channel: str  # "general" or "incident"
-    kind: str = "command"  # command | pin
+    kind: str = "command"  # command | pin | page | no answer | button
 
 
 SCRIPT = [
@@ -39,6 +42,9 @@ SCRIPT = [
     Step("alice", "sev sev1", "incident"),
     Step("alice", "role ops @bob", "incident"),
     Step("bob", "note Rolled back deploy 2026.11.20-3; watching p99", "incident"),
+    Step("bob", "policy:database DB primary at 100% CPU, need a DBA", "incident", kind="page"),
+    Step("carol", "", "incident", kind="no answer"),
+    Step("alice", "Acknowledge", "incident", kind="button"),
     Step("carol", "p99 is back under 300 ms since the rollback", "incident", kind="pin"),
     Step("alice", "status monitoring", "incident"),
     Step("alice", "resolve Rolled back the bad deploy; p99 normal for 15 minutes", "incident"),
@@ -102,6 +108,8 @@ class Narrator:
                 return f"invited {', '.join('@' + self.name(u) for u in str(params['users']).split(','))} to {channel}"
             case "conversations.setTopic":
                 return f"set the topic of {channel}: {self.plain(str(params['topic']))}"
+            case "chat.postMessage" if str(params.get("channel", "")).startswith(("U", "W")):
+                return f"sent @{self.name(str(params['channel']))} a direct message: {text}"
             case "chat.postMessage":
                 return f"posted in {channel}: {text}"
             case "chat.update":
@@ -121,8 +129,10 @@ def run_demo(settings: Settings, echo: Echo) -> None:
             update={"database_url": f"sqlite:///{Path(workdir) / 'demo.db'}"}
         )
         sandbox, demo_settings = start_sandbox(replace(settings, env=env))
+        demo_settings = _with_demo_policy(demo_settings)
         upgrade(demo_settings.env.database_url)
         app = build(demo_settings)
+        app.paging.start()
         server = create_server(app.web, host="127.0.0.1", port=0, threads=8)
         url = f"http://127.0.0.1:{server.effective_port}"
         thread = threading.Thread(target=server.run, daemon=True)
@@ -137,6 +147,47 @@ def run_demo(settings: Settings, echo: Echo) -> None:
             thread.join(timeout=5)
             app.close()
             sandbox.stop()
+
+
+DEMO_POLICY = "database"
+
+
+def _with_demo_policy(settings: Settings) -> Settings:
+    """A two-step policy with short waits, so the demo shows an escalation in seconds."""
+    if DEMO_POLICY in settings.file.escalation_policies:
+        return settings
+    policy = EscalationPolicy.model_validate(
+        {
+            "steps": [
+                {"targets": ["user:carol"], "wait": "3s"},
+                {"targets": ["user:alice"], "wait": "3s"},
+            ],
+            "repeat": 0,
+        }
+    )
+    policies = {**settings.file.escalation_policies, DEMO_POLICY: policy}
+    return replace(
+        settings, file=settings.file.model_copy(update={"escalation_policies": policies})
+    )
+
+
+def _dm_channel(sandbox: SlackSandbox, user: str) -> str:
+    for channel in sandbox.snapshot()["channels"]:
+        if channel.get("is_im") and user in channel["members"]:
+            return str(channel["id"])
+    raise RuntimeError(f"no direct message to {user}")
+
+
+def _wait_for_dm(sandbox: SlackSandbox, user: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if sandbox.messages(_dm_channel(sandbox, user)):
+                return
+        except RuntimeError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the page did not escalate to {user} within {timeout:.0f} s")
 
 
 def _play(
@@ -166,10 +217,19 @@ def _play(
             echo(f"{step.who} in {narrator.channel(channel)}: {step.what}")
             echo(f"alice reacts with :pushpin: to {step.who}'s message")
             slack.reaction_added(user=people["alice"], channel=channel, ts=ts)
+        elif step.kind == "no answer":
+            wait = settings.file.escalation_policies[DEMO_POLICY].steps[0].wait.total_seconds()
+            echo(f"{step.who} does not answer; after {wait:.0f} s the scheduler escalates ...")
+            _wait_for_dm(sandbox, people["alice"], timeout=wait + 10)
+        elif step.kind == "button":
+            dm = _dm_channel(sandbox, user)
+            echo(f"{step.who} presses Acknowledge in the page's direct message")
+            slack.block_action(ACTION_PAGE_ACK, user=user, channel=dm, value="1")
         else:
+            command = "/page" if step.kind == "page" else "/incident"
             text = step.what.replace("@bob", f"<@{people['bob']}|bob>")
-            echo(f"{step.who} in {narrator.channel(channel)}: /incident {step.what}")
-            reply = slack.command(text, user=user, channel=channel)
+            echo(f"{step.who} in {narrator.channel(channel)}: {command} {step.what}")
+            reply = slack.command(text, user=user, channel=channel, command=command)
             if reply.status != 200:
                 echo(f"    ✗ HTTP {reply.status}: {reply.body}")
         settle()
@@ -183,8 +243,6 @@ def _play(
                 return
             incident_channel = str(created.response["channel"]["id"])
         echo("")
-    if step.kind == "pin":
-        return
     echo(
-        "Done: one incident declared, changed, noted, pinned and resolved, each fact in its timeline."
+        "Done: one incident declared, changed, noted, paged, pinned and resolved, each fact in its timeline."
     )

@@ -1,4 +1,4 @@
-"""The WSGI app: Slack at /slack/events, health, readiness and metrics."""
+"""The WSGI app: Slack at /slack/events, health, readiness, metrics and calendar feeds."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from slack_bolt.adapter.flask import SlackRequestHandler
 from sqlalchemy import text
 
 from bot.config import Settings
-from bot.db import Database
+from bot.db import Database, utcnow
 from bot.metrics import Metrics
 from bot.migrations import current_revision, head_revision
+from bot.oncall import ics, schedules
 
 
 def create_web_app(bolt: App, db: Database, metrics: Metrics, settings: Settings) -> Flask:
@@ -48,5 +49,25 @@ def create_web_app(bolt: App, db: Database, metrics: Metrics, settings: Settings
     @web.get("/metrics")
     def metrics_endpoint() -> Response:
         return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+
+    @web.get("/oncall/<schedule>.ics")
+    def oncall_calendar(schedule: str) -> Response:
+        """The schedule's next 8 weeks for calendar apps; the token is in the URL they poll."""
+        if schedule not in settings.file.schedules:
+            return Response("no such schedule\n", status=404, mimetype="text/plain")
+        secret = settings.env.slack_signing_secret
+        token = request.args.get("token")
+        if secret is None or not ics.token_matches(secret.get_secret_value(), schedule, token):
+            return Response("missing or wrong token\n", status=403, mimetype="text/plain")
+        now = utcnow()
+        with db.session_scope() as session:
+            current = schedules.on_call(session, settings.file, schedule, now)
+            start, end = ics.feed_window(now, current)
+            shifts = schedules.shifts(session, settings.file, schedule, start, end)
+        return Response(
+            ics.calendar(schedule, shifts, generated=now),
+            content_type="text/calendar; charset=utf-8",
+            headers={"Cache-Control": "private, max-age=300"},
+        )
 
     return web

@@ -79,6 +79,8 @@ class ConfigOverride(_Strict):
     @classmethod
     def _ends_after_start(cls, value: datetime, info: ValidationInfo) -> datetime:
         start = info.data.get("start")
+        if start is not None and (start.tzinfo is None) != (value.tzinfo is None):
+            raise ValueError("give both start and end a zone offset, or neither")
         if start is not None and value <= start:
             raise ValueError(f"ends at {value} but starts at {start}; the end must come later")
         return value

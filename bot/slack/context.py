@@ -8,6 +8,7 @@ from slack_sdk import WebClient
 
 from bot.config import FileConfig
 from bot.db import Database
+from bot.scheduler import Paging
 from bot.slack.channels import IncidentChannels
 from bot.workers import WorkerPool
 
@@ -19,3 +20,4 @@ class ListenerContext:
     client: WebClient
     channels: IncidentChannels
     workers: WorkerPool
+    paging: Paging

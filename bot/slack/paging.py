@@ -1,0 +1,102 @@
+"""`/page` and the buttons on a page's direct message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+
+from bot.incidents import service as incidents
+from bot.oncall.paging import Outcome, PagingError
+from bot.slack import blocks, flows, page_grammar
+from bot.slack.context import ListenerContext
+from bot.slack.grammar import ParseError
+
+
+def register(app: App, ctx: ListenerContext) -> None:
+    @app.command("/page")
+    def page_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        try:
+            parsed = page_grammar.parse(command.get("text") or "", ctx.config)
+        except ParseError as error:
+            ack(text=str(error), response_type="ephemeral")
+            return
+        if isinstance(parsed, page_grammar.PageHelp):
+            ack(text=page_grammar.HELP, response_type="ephemeral")
+            return
+        ack()
+        user, channel = command["user_id"], command["channel_id"]
+        if isinstance(parsed, page_grammar.Trigger):
+            trigger_command = parsed
+
+            def work() -> None:
+                trigger(ctx, trigger_command, user=user, channel=channel, reply=respond)
+        else:
+            verb, page_id = parsed.verb, parsed.page_id
+
+            def work() -> None:
+                act(ctx, verb, page_id, user=user, reply=respond)
+
+        ctx.workers.submit(flows.guarded(work, respond))
+
+    def button(verb: str) -> Callable[..., None]:
+        def pressed(
+            ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+        ) -> None:
+            ack()
+            user, page_id = body["user"]["id"], int(action["value"])
+            ctx.workers.submit(
+                flows.guarded(lambda: act(ctx, verb, page_id, user=user, reply=respond), respond)
+            )
+
+        return pressed
+
+    app.action(blocks.ACTION_PAGE_ACK)(button("ack"))
+    app.action(blocks.ACTION_PAGE_ESCALATE)(button("escalate"))
+    app.action(blocks.ACTION_PAGE_RESOLVE)(button("resolve"))
+
+
+def trigger(
+    ctx: ListenerContext,
+    command: page_grammar.Trigger,
+    *,
+    user: str,
+    channel: str,
+    reply: flows.Reply,
+) -> None:
+    with ctx.db.session_scope() as session:
+        incident = incidents.find_by_channel(session, channel)
+        incident_id = incident.id if incident is not None else None
+    try:
+        page = ctx.paging.page(
+            target=command.target, message=command.message, created_by=user, incident_id=incident_id
+        )
+    except PagingError as error:
+        reply(text=str(error))
+        return
+    about = f" for INC-{incident_id}" if incident_id else ""
+    reply(text=f":pager: Paged {command.target}{about}: {page.message} ({page.reference}).")
+    if incident_id is not None:
+        ctx.channels.post(
+            channel, f":pager: <@{user}> paged {command.target}: {page.message} ({page.reference})"
+        )
+
+
+def act(ctx: ListenerContext, verb: str, page_id: int, *, user: str, reply: flows.Reply) -> None:
+    actions: dict[str, Callable[[int, str], Outcome]] = {
+        "ack": ctx.paging.acknowledge,
+        "escalate": ctx.paging.escalate_now,
+        "resolve": ctx.paging.resolve,
+    }
+    try:
+        outcome = actions[verb](page_id, user)
+    except PagingError as error:
+        reply(text=str(error))
+        return
+    reply(text=outcome.message)
+    if outcome.changed and outcome.page.incident_id is not None:
+        with ctx.db.session_scope() as session:
+            channel = incidents.get(session, outcome.page.incident_id).channel_id
+        if channel:
+            ctx.channels.post(channel, outcome.message)

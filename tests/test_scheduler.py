@@ -1,0 +1,173 @@
+"""The real scheduler: second-long waits, and a restart in the middle of an escalation."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from bot.app import Firebreak
+from bot.config import FileConfig
+from bot.db import Database
+from bot.oncall.models import Page, PageNotification
+from bot.sandbox import SlackSandbox
+from bot.sandbox.outbound import OutboundSlack, http_transport
+from tests.conftest import PEOPLE, PROXY_VARIABLES, SECRET, TOKEN
+from tests.test_paging import dms
+
+FIREBREAK = str(Path(sys.executable).parent / "firebreak")
+LISTENING = re.compile(r"Firebreak listening on (http://127\.0\.0\.1:\d+)")
+
+
+def chain_config(announce_channel: str, wait: str) -> dict[str, Any]:
+    """alice, then bob, then carol, `wait` apart; then give up."""
+    return {
+        "slack": {"announce_channel": announce_channel},
+        "people": {name: person.model_dump() for name, person in PEOPLE.items()},
+        "escalation_policies": {
+            "chain": {
+                "steps": [
+                    {"targets": ["user:alice"], "wait": wait},
+                    {"targets": ["user:bob"], "wait": wait},
+                    {"targets": ["user:carol"], "wait": wait},
+                ],
+                "repeat": 0,
+            }
+        },
+    }
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def file_config(announce_channel: str) -> FileConfig:
+    return FileConfig.model_validate(chain_config(announce_channel, "1s"))
+
+
+def test_the_real_scheduler_escalates_after_each_wait_and_stops_on_ack(
+    firebreak: Firebreak, sandbox: SlackSandbox
+) -> None:
+    firebreak.paging.start()
+    try:
+        started = time.monotonic()
+        page = firebreak.paging.page(target="policy:chain", message="live", created_by="U0CAROL")
+        assert len(dms(sandbox, "U0ALICE")) == 1
+        wait_for(lambda: dms(sandbox, "U0BOB"), timeout=10)
+        assert time.monotonic() - started >= 0.9, "step 2 waited its second"
+        firebreak.paging.acknowledge(page.id, "U0BOB")
+        time.sleep(2.5)  # carol's step would have been due by now
+        assert dms(sandbox, "U0CAROL") == []
+        assert len(dms(sandbox, "U0BOB")) == 1
+    finally:
+        firebreak.paging.shutdown()
+
+
+# -- a restart in the middle of an escalation ---------------------------------------------
+
+
+@contextmanager
+def firebreak_serve(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    process = subprocess.Popen(
+        [FIREBREAK, "serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log.open("a"),
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    stdout = process.stdout
+    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+    try:
+        deadline = time.monotonic() + 30
+        url = None
+        while url is None and time.monotonic() < deadline:
+            try:
+                match = LISTENING.search(lines.get(timeout=0.5))
+            except queue.Empty:
+                assert process.poll() is None, log.read_text()
+                continue
+            url = match.group(1) if match else None
+        assert url, "serve did not start: " + log.read_text()
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=20)
+
+
+def test_a_restart_mid_escalation_resumes_on_schedule_and_notifies_each_step_once(
+    sandbox: SlackSandbox, announce_channel: str, database_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "firebreak.yaml"
+    config.write_text(yaml.safe_dump(chain_config(announce_channel, "2s")))
+    env = {key: value for key, value in os.environ.items() if key not in PROXY_VARIABLES}
+    env.update(
+        DATABASE_URL=database_url,
+        FIREBREAK_CONFIG=str(config),
+        SLACK_API_URL=sandbox.api_url,
+        SLACK_BOT_TOKEN=TOKEN,
+        SLACK_SIGNING_SECRET=SECRET,
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    log = tmp_path / "serve.log"
+
+    with firebreak_serve(env, log) as (url, first):
+        slack = OutboundSlack(http_transport(url + "/slack/events"), SECRET, sandbox)
+        reply = slack.command(
+            "policy:chain checkout down", user="U0CAROL", channel="C0ANY", command="/page"
+        )
+        assert reply.status == 200
+        wait_for(lambda: dms(sandbox, "U0ALICE"))
+        first.send_signal(signal.SIGTERM)  # stop in the middle of the escalation
+        assert first.wait(timeout=20) == 0
+    assert dms(sandbox, "U0BOB") == [], "the first process stopped before step 2"
+
+    with firebreak_serve(env, log):
+        wait_for(lambda: sandbox.messages(announce_channel))  # exhausted after carol's wait
+
+    assert [len(dms(sandbox, user)) for user in ("U0ALICE", "U0BOB", "U0CAROL")] == [1, 1, 1]
+    exhausted = [
+        m.text for m in sandbox.messages(announce_channel) if "Nobody acknowledged" in m.text
+    ]
+    assert len(exhausted) == 1
+    db = Database(database_url)
+    try:
+        with db.session_scope() as session:
+            page = session.scalars(select(Page)).one()
+            rows = session.scalars(select(PageNotification).order_by(PageNotification.step)).all()
+            assert page.state == "exhausted"
+            assert [(r.step, r.person, r.status) for r in rows] == [
+                (0, "alice", "sent"),
+                (1, "bob", "sent"),
+                (2, "carol", "sent"),
+            ]
+            # Each step ran on schedule: no earlier than its wait after the one before.
+            sent = [r.sent_at for r in rows]
+            gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
+            assert all(gap >= timedelta(seconds=1.9) for gap in gaps), gaps
+    finally:
+        db.dispose()
