@@ -146,7 +146,7 @@ class Person(_Strict):
     slack: str
     email: str | None = None
     timezone: str = "UTC"
-    notify: list[NotifyChannel] = Field(default_factory=_slack_only)
+    notify: list[NotifyChannel] = Field(default_factory=_slack_only, min_length=1)
 
     @field_validator("slack")
     @classmethod

@@ -2,8 +2,10 @@
 and hand-offs, on a job store in the application's own database.
 
 `Paging` is what the Slack listeners and the CLI call. A new page runs its first step at
-once in the caller's process; each later step is a one-shot job (`page-<id>`, replaced
-whenever the page changes) that carries the page's generation, so a stale job does nothing.
+once in the caller's process; each later step is a one-shot job `page-<id>-g<generation>`.
+A job whose generation has moved on does nothing when it fires; because every generation
+has its own job id, replicas sharing the job store never replace or delete each other's
+current job.
 Sending happens outside any transaction: notifications are claimed in one, sent, and their
 result recorded in another. A reconcile job every minute recreates any job a triggered page
 or an unsent notification should have but lacks (a crash between commit and scheduling, a
@@ -12,12 +14,14 @@ page made by `firebreak page` in another process) and runs what is overdue.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from slack_sdk import WebClient
@@ -83,13 +87,13 @@ class Paging:
     def acknowledge(self, page_id: int, by: str) -> Outcome:
         with self.db.session_scope() as session:
             outcome = paging.acknowledge(session, page_id, by=by, now=self.clock())
-        self._unschedule(page_id)
+        self._unschedule(outcome)
         return outcome
 
     def resolve(self, page_id: int, by: str) -> Outcome:
         with self.db.session_scope() as session:
             outcome = paging.resolve(session, page_id, by=by, now=self.clock())
-        self._unschedule(page_id)
+        self._unschedule(outcome)
         return outcome
 
     def escalate_now(self, page_id: int, by: str) -> Outcome:
@@ -238,11 +242,9 @@ class Paging:
         scheduler = self._running()
         if scheduler is None:
             return  # another process's scheduler (or reconcile) will run it
-        job_id = f"page-{page_id}"
-        if only_if_missing:
-            job = scheduler.get_job(job_id)
-            if job is not None and list(job.args) == [page_id, generation]:
-                return
+        job_id = f"page-{page_id}-g{generation}"
+        if only_if_missing and scheduler.get_job(job_id) is not None:
+            return
         scheduler.add_job(
             run_escalation_job,
             "date",
@@ -270,13 +272,14 @@ class Paging:
             replace_existing=True,
         )
 
-    def _unschedule(self, page_id: int) -> None:
+    def _unschedule(self, outcome: Outcome) -> None:
+        """Tidy away the job of the generation this change made stale (it would do nothing)."""
         scheduler = self._running()
-        if scheduler is not None and scheduler.get_job(f"page-{page_id}") is not None:
-            try:
-                scheduler.remove_job(f"page-{page_id}")
-            except Exception:  # it ran meanwhile; its generation is stale anyway
-                log.debug("job page-%s already gone", page_id)
+        if scheduler is None or not outcome.changed:
+            return
+        job_id = f"page-{outcome.page.id}-g{outcome.page.generation - 1}"
+        with contextlib.suppress(JobLookupError):  # it already ran, or never existed here
+            scheduler.remove_job(job_id)
 
 
 # Jobs are stored by reference, so they are module functions that find this process's
