@@ -13,8 +13,8 @@ BOT_SCOPES = [
     "channels:read",  # find a channel Firebreak created when Slack's answer was lost
     "chat:write",  # post summaries, updates and answers
     "chat:write.public",  # announce in a channel without joining it first
-    "commands",  # /incident
-    "im:write",  # answer modal submissions by direct message
+    "commands",  # /incident, /oncall, /page
+    "im:write",  # pages and hand-offs by direct message; answers to modal submissions
     "pins:write",  # pin the incident summary
     "reactions:read",  # receive :pushpin: reactions
     "users:read",  # names and time zones of responders
@@ -26,7 +26,17 @@ SLASH_COMMANDS = [
         "command": "/incident",
         "description": "Declare and run incidents",
         "usage_hint": "declare [sevN] <title> | sev | status | role | note | resolve | timeline | list | help",
-    }
+    },
+    {
+        "command": "/oncall",
+        "description": "Who is on call now and next; overrides",
+        "usage_hint": "[schedule] | override <schedule> <@person> <duration|until ...> | override cancel <id>",
+    },
+    {
+        "command": "/page",
+        "description": "Page a person, schedule or escalation policy",
+        "usage_hint": "<@person|schedule:NAME|policy:NAME|service:NAME> <message> | ack <id>",
+    },
 ]
 
 

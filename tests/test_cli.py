@@ -142,11 +142,12 @@ def test_manifest_points_every_request_url_at_slack_events(workdir: Path) -> Non
     manifest = yaml.safe_load(result.stdout)
     events_url = "https://fb.example.org/slack/events"
 
-    [command] = manifest["features"]["slash_commands"]
-    assert command["command"] == "/incident"
-    assert command["url"] == events_url
-    assert command["should_escape"] is True
-    assert command["description"]
+    commands = manifest["features"]["slash_commands"]
+    assert [command["command"] for command in commands] == ["/incident", "/oncall", "/page"]
+    for command in commands:
+        assert command["url"] == events_url
+        assert command["should_escape"] is True
+        assert command["description"]
     settings = manifest["settings"]
     assert settings["interactivity"] == {"is_enabled": True, "request_url": events_url}
     assert settings["event_subscriptions"]["request_url"] == events_url
@@ -161,6 +162,7 @@ def test_manifest_points_every_request_url_at_slack_events(workdir: Path) -> Non
         "commands",
         "channels:history",
         "reactions:read",
+        "im:write",
     }
     assert needed <= set(scopes)
     assert sorted(scopes) == sorted(BOT_SCOPES)
