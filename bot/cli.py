@@ -140,7 +140,14 @@ def demo() -> None:
     help="ISO 8601 instant, like 2026-03-30T08:00 or 2026-03-30T08:00+02:00; "
     "without a zone it is the schedule's local time. Default: now.",
 )
-def oncall(schedule: str | None, at_text: str | None) -> None:
+@click.option(
+    "--calendar-url",
+    "base_url",
+    metavar="BASE_URL",
+    help="Also print each schedule's calendar subscription URL under this public base URL "
+    "(needs SLACK_SIGNING_SECRET, which signs the token).",
+)
+def oncall(schedule: str | None, at_text: str | None, base_url: str | None) -> None:
     """Who is on call (overrides applied), until when, and who is next."""
     from datetime import datetime
     from zoneinfo import ZoneInfo
@@ -148,6 +155,7 @@ def oncall(schedule: str | None, at_text: str | None) -> None:
     from bot.db import Database, utcnow
     from bot.migrations import upgrade
     from bot.oncall import schedules
+    from bot.oncall.ics import ics_token
     from bot.oncall.rotation import Shift
 
     settings = _settings()
@@ -162,6 +170,9 @@ def oncall(schedule: str | None, at_text: str | None) -> None:
     except ValueError:
         _fail([f"--at {at_text!r} is not an ISO 8601 time, like 2026-03-30T08:00"])
         raise AssertionError("unreachable") from None
+    secret = settings.env.slack_signing_secret
+    if base_url is not None and secret is None:
+        _fail(["environment: SLACK_SIGNING_SECRET is not set; it signs the calendar tokens"])
     with _config_errors():
         upgrade(settings.env.database_url)
     db = Database(settings.env.database_url)
@@ -193,6 +204,9 @@ def oncall(schedule: str | None, at_text: str | None) -> None:
                     f"  override #{override.id}: {override.person} "
                     f"{shown(override.starts_at, zone)} to {shown(override.ends_at, zone)}"
                 )
+            if base_url is not None and secret is not None:
+                token = ics_token(secret.get_secret_value(), name)
+                click.echo(f"  calendar: {base_url.rstrip('/')}/oncall/{name}.ics?token={token}")
     finally:
         db.dispose()
 

@@ -377,3 +377,15 @@ def test_cli_oncall_at_a_time(database_url: str) -> None:
     unknown = CliRunner().invoke(main, ["oncall", "nope"], env=env)
     assert unknown.exit_code == 2
     assert "there is no schedule 'nope'; schedules: primary, follow-the-sun" in unknown.output
+
+
+def test_cli_prints_the_calendar_subscription_url(database_url: str) -> None:
+    env: dict[str, str | None] = {"FIREBREAK_CONFIG": str(EXAMPLE), "DATABASE_URL": database_url}
+    args = ["oncall", "primary", "--calendar-url", "https://firebreak.example.com/"]
+    result = CliRunner().invoke(main, args, env=env | {"SLACK_SIGNING_SECRET": SECRET})
+    token = ics_token(SECRET, "primary")
+    assert f"  calendar: https://firebreak.example.com/oncall/primary.ics?token={token}\n" in (
+        result.output
+    )
+    refused = CliRunner().invoke(main, args, env=env | {"SLACK_SIGNING_SECRET": None})
+    assert refused.exit_code == 2 and "SLACK_SIGNING_SECRET is not set" in refused.output

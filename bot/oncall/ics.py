@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from icalendar import Calendar, Event  # type: ignore[import-untyped]
+from icalendar import Calendar, Event
 
 from bot.oncall.rotation import Shift, utc
 
