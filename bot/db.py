@@ -45,6 +45,21 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime}
 
 
+class AppendOnlyError(Exception):
+    """Something tried to change or delete a row of an append-only history."""
+
+
+def append_only(model: type[Base]) -> None:
+    """Refuse updates and deletes of `model`'s rows in the ORM (migrations add the same
+    guard as database triggers, for anything that bypasses the ORM)."""
+
+    def refuse(_mapper: Any, _connection: Any, target: Any) -> None:
+        raise AppendOnlyError(f"{model.__tablename__} row {target.id} is append-only")
+
+    event.listen(model, "before_update", refuse)
+    event.listen(model, "before_delete", refuse)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, event
-from sqlalchemy.orm import Mapped, Mapper, mapped_column
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.db import Base, utcnow
+from bot.db import AppendOnlyError, Base, append_only, utcnow
+
+__all__ = ["AppendOnlyError", "Incident", "RoleAssignment", "TimelineEvent"]
 
 
 class Incident(Base):
@@ -71,11 +73,4 @@ class TimelineEvent(Base):
     dedup_key: Mapped[str | None] = mapped_column(String(200))
 
 
-class AppendOnlyError(Exception):
-    pass
-
-
-@event.listens_for(TimelineEvent, "before_update")
-@event.listens_for(TimelineEvent, "before_delete")
-def _refuse_change(_mapper: Mapper[Any], _connection: Any, target: TimelineEvent) -> None:
-    raise AppendOnlyError(f"timeline event {target.id} is append-only")
+append_only(TimelineEvent)

@@ -11,11 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, event
-from sqlalchemy.orm import Mapped, Mapper, mapped_column
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.db import Base, utcnow
-from bot.incidents.models import AppendOnlyError
+from bot.db import Base, append_only, utcnow
 
 TRIGGERED = "triggered"
 ACKNOWLEDGED = "acknowledged"
@@ -117,7 +116,4 @@ class Handoff(Base):
     announced_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-@event.listens_for(PageEvent, "before_update")
-@event.listens_for(PageEvent, "before_delete")
-def _refuse_change(_mapper: Mapper[Any], _connection: Any, target: PageEvent) -> None:
-    raise AppendOnlyError(f"page event {target.id} is append-only")
+append_only(PageEvent)

@@ -13,15 +13,14 @@ from bot.slack.context import ListenerContext
 def register(app: App, ctx: ListenerContext) -> None:
     @app.command("/incident")
     def incident_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
-        try:
-            parsed = grammar.parse(command.get("text") or "", ctx.config)
-        except grammar.ParseError as error:
-            ack(text=str(error), response_type="ephemeral")
+        parsed = flows.acknowledge(
+            ack,
+            lambda: grammar.parse(command.get("text") or "", ctx.config),
+            is_help=lambda parsed: isinstance(parsed, grammar.Help),
+            help_text=grammar.HELP,
+        )
+        if parsed is None:
             return
-        if isinstance(parsed, grammar.Help):
-            ack(text=grammar.HELP, response_type="ephemeral")
-            return
-        ack()
         user, channel = command["user_id"], command["channel_id"]
         match parsed:
             case grammar.Declare(title="", severity=_):

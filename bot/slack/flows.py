@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from slack_bolt import Ack
 from sqlalchemy.orm import Session
 
 from bot.incidents import service
@@ -18,8 +19,10 @@ from bot.incidents.service import Change, IncidentError
 from bot.slack import blocks, grammar
 from bot.slack.channels import SetupFailed, slack_error
 from bot.slack.context import ListenerContext
+from bot.slack.grammar import ParseError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 Reply = Callable[..., Any]
 # Changes that show in the topic, the pinned summary and the announcement.
 REFRESHING = (grammar.SetSeverity, grammar.SetStatus, grammar.AssignRole, grammar.Resolve)
@@ -141,6 +144,27 @@ def list_open(ctx: ListenerContext, reply: Reply) -> None:
     with ctx.db.session_scope() as session:
         text = blocks.open_list(service.list_open(session))
     reply(text=text)
+
+
+def acknowledge(
+    ack: Ack, parse: Callable[[], T], *, is_help: Callable[[T], bool], help_text: str
+) -> T | None:
+    """Parse a slash command and acknowledge it.
+
+    A mistake or a request for help is answered in the acknowledgement itself (privately,
+    within milliseconds, no database); anything else is acknowledged empty and returned, for
+    the work that follows on the pool.
+    """
+    try:
+        parsed = parse()
+    except ParseError as error:
+        ack(text=str(error), response_type="ephemeral")
+        return None
+    if is_help(parsed):
+        ack(text=help_text, response_type="ephemeral")
+        return None
+    ack()
+    return parsed
 
 
 def guarded(work: Callable[..., None], reply: Reply) -> Callable[..., None]:

@@ -22,7 +22,6 @@ from bot.slack import flows, oncall_blocks
 from bot.slack import oncall_grammar as grammar
 from bot.slack.blocks import when
 from bot.slack.context import ListenerContext
-from bot.slack.grammar import ParseError
 
 
 def register(app: App, ctx: ListenerContext) -> None:
@@ -32,16 +31,20 @@ def register(app: App, ctx: ListenerContext) -> None:
     def oncall_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         user = command["user_id"]
         now = utcnow()
-        try:
+
+        def parse() -> tuple[grammar.Command, datetime | None]:
             parsed = grammar.parse(command.get("text") or "", ctx.config)
-            ends_at = _override_end(ctx, parsed, user, now)
-        except ParseError as error:
-            ack(text=str(error), response_type="ephemeral")
+            return parsed, _override_end(ctx, parsed, user, now)
+
+        answer = flows.acknowledge(
+            ack,
+            parse,
+            is_help=lambda answer: isinstance(answer[0], grammar.Help),
+            help_text=grammar.HELP,
+        )
+        if answer is None:
             return
-        if isinstance(parsed, grammar.Help):
-            ack(text=grammar.HELP, response_type="ephemeral")
-            return
-        ack()
+        parsed, ends_at = answer
         work: Callable[[], None]
         match parsed:
             case grammar.ShowAll():

@@ -11,21 +11,19 @@ from bot.incidents import service as incidents
 from bot.oncall.paging import Outcome, PagingError
 from bot.slack import blocks, flows, page_grammar
 from bot.slack.context import ListenerContext
-from bot.slack.grammar import ParseError
 
 
 def register(app: App, ctx: ListenerContext) -> None:
     @app.command("/page")
     def page_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
-        try:
-            parsed = page_grammar.parse(command.get("text") or "", ctx.config)
-        except ParseError as error:
-            ack(text=str(error), response_type="ephemeral")
+        parsed = flows.acknowledge(
+            ack,
+            lambda: page_grammar.parse(command.get("text") or "", ctx.config),
+            is_help=lambda parsed: isinstance(parsed, page_grammar.PageHelp),
+            help_text=page_grammar.HELP,
+        )
+        if parsed is None or isinstance(parsed, page_grammar.PageHelp):
             return
-        if isinstance(parsed, page_grammar.PageHelp):
-            ack(text=page_grammar.HELP, response_type="ephemeral")
-            return
-        ack()
         user, channel = command["user_id"], command["channel_id"]
         if isinstance(parsed, page_grammar.Trigger):
             trigger_command = parsed
