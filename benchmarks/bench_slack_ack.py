@@ -73,6 +73,7 @@ class Result:
     errors_by_kind: dict[str, int]
     drain_after_last_response: float
     drain_after_first_request: float
+    declaration_seconds: float
     notes_in_channel: int
     distinct_measured_notes: int
     note_events_in_db: int
@@ -200,6 +201,7 @@ Work behind the acknowledgements:
 
 | check | value |
 |-------|-------|
+| one `/incident declare`: from the request to the announcement (channel, invite, topic, summary, pin before it) | {self.declaration_seconds * 1000:.0f} ms |
 | all notes posted in Slack, after the last HTTP response | {self.drain_after_last_response:.2f} s |
 | all notes posted in Slack, after the first measured request | {self.drain_after_first_request:.2f} s |
 | `:memo: Note` messages in the incident channel (expected {self.expected_notes:,}) | {self.notes_in_channel:,} |
@@ -270,6 +272,7 @@ def run(options: Options, command: str) -> Result:
             transport = make_transport(server.events_url, keep_alive=options.keep_alive)
             slack = BenchSlack(transport, secret, server.sandbox_base)
             general = control.create_channel("general", PEOPLE)
+            declared_at = time.time()  # the sandbox stamps its calls with the same clock
             reply = slack.command(f"declare sev2 {INCIDENT_TITLE}", user=ALICE, channel=general)
             if reply.status != 200:
                 raise RuntimeError(f"declare answered HTTP {reply.status}: {reply.body}")
@@ -281,6 +284,14 @@ def run(options: Options, command: str) -> Result:
                 return INCIDENT_CHANNEL in names and announced
 
             wait_until(set_up, timeout=60, what="the incident channel and its announcement")
+            announcements = control.channel("incidents")
+            assert announcements is not None
+            announced_at = max(
+                call["at"]
+                for call in control.calls()
+                if call["method"] == "chat.postMessage"
+                and call["params"].get("channel") == announcements["id"]
+            )
             incident = control.channel(INCIDENT_CHANNEL)
             assert incident is not None
             channel_id = str(incident["id"])
@@ -351,6 +362,7 @@ def run(options: Options, command: str) -> Result:
             errors_by_kind=load.error_summary(),
             drain_after_last_response=max(0.0, drained - load.finished),
             drain_after_first_request=drained - load.started,
+            declaration_seconds=announced_at - declared_at,
             notes_in_channel=len(texts),
             distinct_measured_notes=len(measured),
             note_events_in_db=note_events,

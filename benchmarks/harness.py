@@ -262,6 +262,11 @@ class SandboxControl:
         state: dict[str, Any] = http_json("GET", f"{self.base_url}/_sandbox/state")
         return state
 
+    def calls(self) -> list[dict[str, Any]]:
+        """Every Web API call the sandbox answered: method, params, status, response, at."""
+        calls: list[dict[str, Any]] = http_json("GET", f"{self.base_url}/_sandbox/calls")
+        return calls
+
     def create_channel(self, name: str, members: Sequence[str]) -> str:
         answer = http_json(
             "POST", f"{self.base_url}/_sandbox/channels", {"name": name, "members": list(members)}
