@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,6 +102,17 @@ def check() -> None:
         problems.append("environment: SLACK_BOT_TOKEN is not set (the xoxb- bot token)")
     if env.slack_signing_secret is None:
         problems.append("environment: SLACK_SIGNING_SECRET is not set (Basic Information page)")
+    notifiers = settings.file.notifiers
+    secrets_needed = [
+        ("notifiers.email.password_env", notifiers.email and notifiers.email.password_env),
+        ("notifiers.webhook.secret_env", notifiers.webhook and notifiers.webhook.secret_env),
+    ]
+    for key, variable in secrets_needed:
+        if variable and not os.environ.get(variable):
+            problems.append(
+                f"environment: {variable} is not set, but {key} names it; pages by that "
+                "channel would fail"
+            )
     if problems:
         _fail(problems)
     source = str(settings.config_path) if settings.config_found else "embedded defaults"

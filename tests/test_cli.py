@@ -29,8 +29,12 @@ OUR_VARIABLES = (
     "FIREBREAK_CONFIG",
     "FIREBREAK_RUNBOOKS",
     "FIREBREAK_ALERT_TOKEN",
+    "FIREBREAK_SMTP_PASSWORD",
+    "FIREBREAK_WEBHOOK_SECRET",
 )
 TOKENS = {"SLACK_BOT_TOKEN": "xoxb-cli-test", "SLACK_SIGNING_SECRET": "cli-test-secret"}
+# The example configures email and webhook notifiers, whose secrets come from these.
+NOTIFIER_SECRETS = {"FIREBREAK_SMTP_PASSWORD": "smtp-pw", "FIREBREAK_WEBHOOK_SECRET": "hook-key"}
 BAD_CONFIG = "slack:\n  announce_channel: C0INCIDENTS\nincidents:\n  channel_prefx: inc\n"
 
 
@@ -80,11 +84,22 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_check_script_passes_with_a_good_config_and_tokens(workdir: Path) -> None:
-    done = run_script(["check"], child_env(FIREBREAK_CONFIG=str(EXAMPLE), **TOKENS), workdir)
+    env = child_env(FIREBREAK_CONFIG=str(EXAMPLE), **TOKENS, **NOTIFIER_SECRETS)
+    done = run_script(["check"], env, workdir)
     assert done.returncode == 0, done.stderr
     assert f"Configuration OK ({EXAMPLE})." in done.stdout
     assert "warning" not in done.stdout  # the example sets announce_channel
     assert "error" not in done.stderr
+
+
+def test_check_names_notifier_secrets_missing_from_the_environment(workdir: Path) -> None:
+    result = invoke(["check"], FIREBREAK_CONFIG=str(EXAMPLE), **TOKENS)
+    assert result.exit_code == 2
+    assert (
+        "error: environment: FIREBREAK_SMTP_PASSWORD is not set, but "
+        "notifiers.email.password_env names it" in result.output
+    )
+    assert "FIREBREAK_WEBHOOK_SECRET is not set, but notifiers.webhook.secret_env" in result.output
 
 
 def test_check_script_fails_naming_file_line_and_key(workdir: Path) -> None:
