@@ -23,7 +23,8 @@ from sqlalchemy import select
 
 from bot.app import Firebreak
 from bot.config import FileConfig
-from bot.db import Database
+from bot.db import Database, utcnow
+from bot.oncall import paging
 from bot.oncall.models import Page, PageNotification
 from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import OutboundSlack, http_transport
@@ -83,6 +84,37 @@ def test_the_real_scheduler_escalates_after_each_wait_and_stops_on_ack(
         assert len(dms(sandbox, "U0BOB")) == 1
     finally:
         firebreak.paging.shutdown()
+
+
+def test_reconcile_recreates_the_job_a_crash_left_missing(
+    firebreak: Firebreak, sandbox: SlackSandbox
+) -> None:
+    """A step committed, then the process died before it stored the next job."""
+    pager = firebreak.paging
+    with firebreak.db.session_scope() as session:
+        page = paging.trigger(
+            session,
+            firebreak.settings.file,
+            target="policy:chain",
+            message="orphan",
+            created_by="U0CAROL",
+            now=utcnow(),
+        )
+        page_id = page.id
+    with firebreak.db.session_scope() as session:
+        step = paging.escalate(session, firebreak.settings.file, page_id, 1, utcnow())
+        assert step is not None and step.next_at is not None  # bob is due in 1 s; no job exists
+    pager.start()
+    try:
+        assert pager.scheduler is not None
+        wait_for(
+            lambda: pager.scheduler.get_job(f"page-{page_id}-g2") or dms(sandbox, "U0BOB"),
+            timeout=5,
+        )
+        wait_for(lambda: dms(sandbox, "U0BOB"), timeout=10)
+        assert len(dms(sandbox, "U0BOB")) == 1
+    finally:
+        pager.shutdown()
 
 
 # -- a restart in the middle of an escalation ---------------------------------------------
