@@ -239,38 +239,30 @@ class Paging:
     def _schedule_escalation(
         self, page_id: int, generation: int, at: datetime, *, only_if_missing: bool = False
     ) -> None:
-        scheduler = self._running()
-        if scheduler is None:
-            return  # another process's scheduler (or reconcile) will run it
         job_id = f"page-{page_id}-g{generation}"
-        if only_if_missing and scheduler.get_job(job_id) is not None:
-            return
-        scheduler.add_job(
-            run_escalation_job,
-            "date",
-            run_date=at,
-            args=[page_id, generation],
-            id=job_id,
-            replace_existing=True,
-        )
+        self._schedule_once(run_escalation_job, job_id, at, [page_id, generation], only_if_missing)
 
     def _schedule_delivery(
         self, notification_id: int, at: datetime, *, only_if_missing: bool = False
     ) -> None:
+        job_id = f"notify-{notification_id}"
+        self._schedule_once(deliver_job, job_id, at, [notification_id], only_if_missing)
+
+    def _schedule_once(
+        self,
+        job: Callable[..., None],
+        job_id: str,
+        at: datetime,
+        args: list[int],
+        only_if_missing: bool,
+    ) -> None:
+        """A one-shot job at `at`; without a running scheduler here, reconcile elsewhere runs it."""
         scheduler = self._running()
         if scheduler is None:
             return
-        job_id = f"notify-{notification_id}"
         if only_if_missing and scheduler.get_job(job_id) is not None:
             return
-        scheduler.add_job(
-            deliver_job,
-            "date",
-            run_date=at,
-            args=[notification_id],
-            id=job_id,
-            replace_existing=True,
-        )
+        scheduler.add_job(job, "date", run_date=at, args=args, id=job_id, replace_existing=True)
 
     def _unschedule(self, outcome: Outcome) -> None:
         """Tidy away the job of the generation this change made stale (it would do nothing)."""

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from bot.config import FileConfig
 from bot.incidents import service as incidents
+from bot.incidents.models import Incident
 from bot.oncall.models import (
     ACKNOWLEDGED,
     EXHAUSTED,
@@ -125,7 +126,8 @@ def _event(
         PageEvent(page_id=page.id, kind=kind, actor=actor, occurred_at=now, text=text, data=data)
     )
     if page.incident_id is not None:
-        incident = incidents.get(session, page.incident_id)
+        incident = session.get(Incident, page.incident_id)  # the identity map, not a query
+        assert incident is not None
         incidents.record(
             session,
             incident,
@@ -353,7 +355,8 @@ def claim_notifications(
         query = query.where(PageNotification.id.in_(ids))
     claimed = []
     for row in session.scalars(query):
-        page = get(session, row.page_id)
+        page = session.get(Page, row.page_id)  # one query per page, however many rows
+        assert page is not None
         if page.state not in (TRIGGERED, EXHAUSTED) or row.person not in config.people:
             row.status, row.next_attempt_at = "cancelled", None
             continue

@@ -73,20 +73,19 @@ class IncidentChannels:
 
     def open(self, incident_id: int, requester: str) -> Setup:
         with self._locks[incident_id]:
+            with self.db.session_scope() as session:
+                incident = service.get(session, incident_id)
+                declarer, reference = incident.declared_by, incident.reference
             channel_id = self._ensure_channel(incident_id)
             self._step(
                 incident_id,
                 "invite",
-                lambda: self._invite(
-                    incident_id, channel_id, *self._declarer_and(incident_id, requester)
-                ),
+                lambda: self._invite(incident_id, channel_id, declarer, requester),
             )
             self._step(incident_id, "topic", lambda: self._initial_topic(incident_id, channel_id))
             self._step(incident_id, "summary", lambda: self._post_summary(incident_id, channel_id))
             self._step(incident_id, "announcement", lambda: self._announce(incident_id))
-            with self.db.session_scope() as session:
-                incident = service.get(session, incident_id)
-                return Setup(incident.id, incident.reference, channel_id)
+            return Setup(incident_id, reference, channel_id)
 
     def _record(self, incident_id: int, kind: str, text: str, **details: Any) -> None:
         """Append one timeline event in a transaction of its own."""
@@ -194,10 +193,6 @@ class IncidentChannels:
                 data={"user": user},
                 dedup_key=f"invite:{user}",
             )
-
-    def _declarer_and(self, incident_id: int, requester: str) -> tuple[str, str]:
-        with self.db.session_scope() as session:
-            return service.get(session, incident_id).declared_by, requester
 
     def invite_quietly(self, incident_id: int, channel_id: str, user: str) -> None:
         """Bring a new role holder into the channel; a failure is recorded, not raised."""
