@@ -1,5 +1,8 @@
 """Run the Alembic migrations, safely from several processes at once.
 
+The migrations live in this package (`env.py`, `versions/`) and ship in the wheel, so an
+installed `firebreak` migrates from any directory; no `alembic.ini` is needed at run time.
+
 `firebreak serve` calls `upgrade()` at start, so no user meets a missing-migration error.
 Two replicas starting together must not both create tables: on PostgreSQL the upgrade runs
 under a session advisory lock; on SQLite under an exclusive lock on a file beside the
@@ -22,13 +25,16 @@ from sqlalchemy.engine import make_url
 from alembic import command
 from bot.db import normalise_url
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = Path(__file__).resolve().parent
 ADVISORY_LOCK_KEY = 0x46495245  # "FIRE"
 
 
 def alembic_config(url: str) -> Config:
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "alembic"))
+    """The Alembic configuration, built in code: script_location is this package."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
     config.attributes["database_url"] = normalise_url(url)
     return config
 

@@ -1,14 +1,17 @@
-"""Alembic environment: the URL comes from the caller (bot.migrations) or DATABASE_URL."""
+"""Alembic environment: the URL comes from the caller (bot.migrations) or DATABASE_URL.
+
+Alembic runs this file by path (it is not imported as `bot.migrations.env`).
+"""
 
 from __future__ import annotations
 
 import os
 
-from alembic import context
 from sqlalchemy import create_engine
 
-from bot.db import Base, normalise_url
 import bot.models  # noqa: F401  (registers every table on Base.metadata)
+from alembic import context
+from bot.db import Base, normalise_url
 
 config = context.config
 target_metadata = Base.metadata
