@@ -118,8 +118,15 @@ class IncidentChannels:
             planned = incident.channel_name
             number, title = incident.id, incident.title
         prefix = self.config.incidents.channel_prefix
+
+        def adoptable(name: str) -> str | None:
+            try:
+                return self._find_own_channel(name)
+            except (SlackApiError, OSError) as error:
+                raise self._failure(incident_id, "find channel", error) from error
+
         if planned:
-            adopted = self._find_own_channel(planned)
+            adopted = adoptable(planned)
             if adopted:
                 return self._save_channel(incident_id, adopted, planned, adopted_channel=True)
         for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
@@ -129,7 +136,7 @@ class IncidentChannels:
                 response = self.client.conversations_create(name=name, is_private=False)
             except SlackApiError as error:
                 if error.response.get("error") == "name_taken":
-                    adopted = self._find_own_channel(name)
+                    adopted = adoptable(name)
                     if adopted:
                         return self._save_channel(incident_id, adopted, name, adopted_channel=True)
                     continue
@@ -146,11 +153,15 @@ class IncidentChannels:
             service.get(session, incident_id, lock=True).channel_name = name
 
     def _find_own_channel(self, name: str) -> str | None:
-        """A channel with this name that Firebreak created and no incident owns yet."""
+        """A channel with this name that Firebreak created and no incident owns yet.
+
+        Incident channels are public, so only public channels are listed: private ones
+        would need the `groups:read` scope, which Firebreak does not ask for.
+        """
         cursor = None
         while True:
             page = self.client.conversations_list(
-                types="public_channel,private_channel",
+                types="public_channel",
                 exclude_archived=True,
                 limit=200,
                 cursor=cursor,
