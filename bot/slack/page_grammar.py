@@ -1,4 +1,8 @@
-"""The `/page` grammar, parsed from configuration alone (answered in the acknowledgement)."""
+"""The `/page` grammar, parsed from configuration alone (answered in the acknowledgement).
+
+Limits are checked here: the message through `text.clean` (no NUL, no control characters,
+at most `MAX_MESSAGE`), page ids in 1..2147483647. Raises nothing but ParseError.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.config import FileConfig
+from bot.oncall.paging import MAX_MESSAGE
 from bot.slack.grammar import ParseError
+from bot.slack.text import ID_MAX, choices, clean, number_id, quote
 
 HELP = """*`/page` commands*
 • `/page @person <message>`: page someone now (they must be in `people:`)
@@ -19,7 +25,6 @@ HELP = """*`/page` commands*
 Typed in an incident channel, the page belongs to that incident and appears in its timeline."""
 
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
-_ID = re.compile(r"^(?:p-)?(\d+)$", re.IGNORECASE)
 KINDS = ("user", "schedule", "policy", "service")
 
 
@@ -49,17 +54,21 @@ def parse(text: str, config: FileConfig) -> PageCommand:
         return PageHelp()
     first, rest = words[0], (words[1].strip() if len(words) > 1 else "")
     if first.lower() in ("ack", "acknowledge", "escalate", "resolve"):
-        match = _ID.match(rest)
-        if not match:
-            raise ParseError(
-                f"Usage: `/page {first.lower()} <id>`, e.g. `/page {first.lower()} 12`."
-            )
         verb = "ack" if first.lower().startswith("ack") else first.lower()
-        return Act(verb, int(match.group(1)))
+        if not rest or len(rest.split()) != 1:
+            raise ParseError(f"Usage: `/page {verb} <id>`, e.g. `/page {verb} 12`.")
+        page_id = number_id(rest, prefix="p-")
+        if page_id is None:
+            raise ParseError(
+                f"`{quote(rest)}` is not a page id: ids are numbers from 1 to {ID_MAX}, "
+                f"like `12` or `P-12`. Usage: `/page {verb} <id>`."
+            )
+        return Act(verb, page_id)
     target = _target(first, config)
-    if not rest:
-        raise ParseError(f"Say what it is about: `/page {first} <message>`.")
-    return Trigger(target, rest)
+    message = clean(rest, what="message", limit=MAX_MESSAGE)
+    if not message:
+        raise ParseError(f"Say what it is about: `/page {quote(first)} <message>`.")
+    return Trigger(target, message)
 
 
 def _target(word: str, config: FileConfig) -> str:
@@ -68,8 +77,8 @@ def _target(word: str, config: FileConfig) -> str:
         name = config.name_by_slack_id(mention.group(1))
         if name is None:
             raise ParseError(
-                f"{word} is not in `people:` in the configuration, so I don't know how to "
-                "reach them. Add them there, or page a schedule or policy."
+                f"{quote(word)} is not in `people:` in the configuration, so I don't know how "
+                "to reach them. Add them there, or page a schedule or policy."
             )
         return f"user:{name}"
     kind, colon, name = word.partition(":")
@@ -82,12 +91,13 @@ def _target(word: str, config: FileConfig) -> str:
         }
         names = known[kind.lower()]
         if name not in names:
-            choices = ", ".join(names) or "none configured"
-            raise ParseError(f"There is no {kind.lower()} `{name}`. Known: {choices}.")
+            raise ParseError(
+                f"There is no {kind.lower()} `{quote(name)}`. Known: {choices(names, code=False)}."
+            )
         return f"{kind.lower()}:{name}"
     if word.removeprefix("@") in config.people:
         return f"user:{word.removeprefix('@')}"
     raise ParseError(
-        f"`{word}` is not something I can page. Use @person, schedule:NAME, policy:NAME or "
-        "service:NAME.\n\n" + HELP
+        f"`{quote(word, 30)}` is not something I can page. Use @person, schedule:NAME, "
+        "policy:NAME or service:NAME.\n\n" + HELP
     )
