@@ -22,9 +22,10 @@ from sqlalchemy.engine import make_url
 from werkzeug.test import Client
 
 from bot.app import Firebreak, build
-from bot.config import EnvSettings, FileConfig, Person, Settings, SlackSection
+from bot.config import EnvSettings, FileConfig, Settings, SlackSection
 from bot.db import normalise_url
 from bot.migrations import upgrade
+from bot.people import Person
 from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import OutboundSlack, Reply, Transport
 
@@ -221,3 +222,30 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: floa
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+# -- tests that need PostgreSQL ---------------------------------------------------------
+
+_DESELECTED_POSTGRESQL = pytest.StashKey[int]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `postgresql` (replicas, leader election) need a real PostgreSQL. Without
+    FIREBREAK_TEST_DATABASE_URL they are deselected, not skipped: they run in the PostgreSQL
+    pass, which CI always makes."""
+    if _postgres_admin_url() is not None:
+        return
+    deselected = [item for item in items if item.get_closest_marker("postgresql")]
+    if deselected:
+        items[:] = [item for item in items if not item.get_closest_marker("postgresql")]
+        config.hook.pytest_deselected(items=deselected)
+        config.stash[_DESELECTED_POSTGRESQL] = len(deselected)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    count = config.stash.get(_DESELECTED_POSTGRESQL, 0)
+    if count:
+        terminalreporter.write_line(
+            f"{count} test(s) marked postgresql deselected: they run in the PostgreSQL pass "
+            "(set FIREBREAK_TEST_DATABASE_URL)"
+        )
