@@ -234,6 +234,13 @@ TOKENS = [
     *("\x00", "\x07", "\x85", "\u202e", "\ud800", "🔥", "é", "\n", "\t", " ", "`", "*"),
 ]
 
+# Beginnings of valid commands, so the rest of a command is reached too.
+STARTS = [
+    *("declare", "declare sev1", "sev", "status", "role ops", "role", "note", "resolve"),
+    *("ack", "escalate", "resolve", "@alice", "<@U0BOB|bob>", "schedule:primary"),
+    *("override primary alice", "override primary @bob until", "override cancel", "override"),
+]
+
 
 def hostile_text() -> st.SearchStrategy[str]:
     words = st.lists(st.sampled_from(TOKENS), max_size=8).map(" ".join)
@@ -249,7 +256,8 @@ def hostile_text() -> st.SearchStrategy[str]:
         st.sampled_from(TOKENS),
         st.integers(min_value=-(10**40), max_value=10**40),
     )
-    return st.one_of(st.text(), words, joined, huge, numbers)
+    commands = st.builds(lambda start, rest: f"{start} {rest}", st.sampled_from(STARTS), words)
+    return st.one_of(st.text(), words, joined, huge, numbers, commands)
 
 
 def only_commands_or_parse_errors(parse: Callable[[], object]) -> object:

@@ -10,6 +10,11 @@
 
 Parsing needs only the configuration. An "until" is kept as written and turned into an
 instant by `Until.resolve`, in the requester's time zone, at the moment of the request.
+
+Limits are checked here: an override lasts at most a year, an "until" date is before 2100
+and not in the past (a date before yesterday in UTC is refused here; the service refuses
+an instant already past), override ids are in 1..2147483647. Parsing raises nothing but
+ParseError, whatever the text.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from zoneinfo import ZoneInfo
 from bot.config import FileConfig
 from bot.oncall.timespec import WEEKDAYS, parse_duration, parse_time
 from bot.slack.grammar import ParseError
+from bot.slack.text import ID_MAX, choices, number_id, quote
 
 HELP = """*`/oncall` commands*
 • `/oncall`: who is on call now for every schedule, until when, and who is next
@@ -32,7 +38,9 @@ HELP = """*`/oncall` commands*
 • `/oncall help`: this text"""
 
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+MAX_LENGTH = timedelta(days=365)
+LAST_YEAR = 2099
 OVERRIDE_USAGE = (
     "Usage: `/oncall override <schedule> <@person> <duration>` (like `2h`) or "
     "`/oncall override <schedule> <@person> until <when>` (like `until 18:00`), "
@@ -100,7 +108,8 @@ class CancelOverride:
 Command = ShowAll | Show | Help | AddOverride | CancelOverride
 
 
-def parse(text: str, config: FileConfig) -> Command:
+def parse(text: str, config: FileConfig, *, today: date | None = None) -> Command:
+    """`today` (UTC; the clock by default) bounds an "until" date from below."""
     words = text.split()
     if not words:
         return ShowAll()
@@ -108,18 +117,19 @@ def parse(text: str, config: FileConfig) -> Command:
     if verb == "help":
         return Help()
     if verb == "override":
-        return _override(words[1:], config)
+        return _override(words[1:], config, today or datetime.now(UTC).date())
     if len(words) > 1:
-        raise ParseError(f"`/oncall {text.strip()}` is not a command I know.\n\n" + HELP)
+        raise ParseError(f"`{quote(text, 30)}` is not a command I know.\n\n" + HELP)
     return Show(schedule_name(words[0], config))
 
 
 def schedule_name(value: str, config: FileConfig) -> str:
     if value in config.schedules:
         return value
-    known = ", ".join(f"`{name}`" for name in config.schedules) or "none are configured"
+    known = choices(config.schedules, empty="none are configured")
     raise ParseError(
-        f"`{value}` is not a schedule. Schedules: {known}. `/oncall help` lists the commands."
+        f"`{quote(value)}` is not a schedule. Schedules: {known}. "
+        "`/oncall help` lists the commands."
     )
 
 
@@ -132,41 +142,64 @@ def person_name(value: str, config: FileConfig) -> str:
             return name
     elif value.removeprefix("@").lower() in config.people:
         return value.removeprefix("@").lower()
-    known = ", ".join(f"`{name}`" for name in config.people) or "none are configured"
+    known = choices(config.people, empty="none are configured")
     raise ParseError(
-        f"{value} is not someone in `people:` in the configuration, so I cannot put them on "
-        f"call. Mention them with @ (like `@alice`) or use one of: {known}."
+        f"{quote(value)} is not someone in `people:` in the configuration, so I cannot put "
+        f"them on call. Mention them with @ (like `@alice`) or use one of: {known}."
     )
 
 
-def _override(words: list[str], config: FileConfig) -> Command:
+def _override(words: list[str], config: FileConfig, today: date) -> Command:
     if words and words[0].lower() == "cancel":
-        if len(words) != 2 or not words[1].removeprefix("#").isdigit():
+        if len(words) != 2:
             raise ParseError(
                 "Usage: `/oncall override cancel <id>`; `/oncall <schedule>` lists the ids."
             )
-        return CancelOverride(int(words[1].removeprefix("#")))
+        override_id = number_id(words[1], prefix="#")
+        if override_id is None:
+            raise ParseError(
+                f"`{quote(words[1])}` is not an override id: ids are numbers from 1 to "
+                f"{ID_MAX}, like `12` or `#12`; `/oncall <schedule>` lists them."
+            )
+        return CancelOverride(override_id)
     if len(words) < 3:
         raise ParseError(OVERRIDE_USAGE)
     schedule = schedule_name(words[0], config)
     person = person_name(words[1], config)
     rest = words[2:]
     if rest[0].lower() == "until":
-        return AddOverride(schedule, person, until=parse_until(rest[1:]))
+        return AddOverride(schedule, person, until=parse_until(rest[1:], today=today))
     if len(rest) != 1:
         raise ParseError(OVERRIDE_USAGE)
+    return AddOverride(schedule, person, length=override_length(rest[0]))
+
+
+def override_length(word: str) -> timedelta:
+    """A duration like `2h` or `1h30m`, longer than zero and at most a year."""
+    problem = ParseError(
+        f"`{quote(word)}` is not a duration; write it like `2h`, `1d` or `1h30m` (at most a "
+        "year), or say `until 18:00`."
+    )
+    if len(word) > 40:
+        raise problem
     try:
-        length = parse_duration(rest[0])
-    except ValueError:
+        length = parse_duration(word)
+    except (ValueError, OverflowError):
+        raise problem from None
+    if length > MAX_LENGTH:
         raise ParseError(
-            f"`{rest[0]}` is not a duration; write it like `2h`, `1d` or `1h30m`, "
-            "or say `until 18:00`."
-        ) from None
-    return AddOverride(schedule, person, length=length)
+            f"`{quote(word)}` is longer than a year; an override lasts at most 365d (52w1d). "
+            "For longer, change the schedule in the configuration."
+        )
+    return length
 
 
-def parse_until(words: list[str]) -> Until:
-    """`18:00`, `tomorrow 09:00`, `today 18:00`, `mon 09:00`, `2026-11-22 09:00`."""
+def parse_until(words: list[str], *, today: date | None = None) -> Until:
+    """`18:00`, `tomorrow 09:00`, `today 18:00`, `mon 09:00`, `2026-11-22 09:00`.
+
+    A date must be before 2100 and not before yesterday (UTC: somewhere it is still
+    yesterday); `today` defaults to the clock.
+    """
     problem = ParseError(
         "After `until` write a time like `18:00`, `tomorrow 09:00`, `mon 09:00` or "
         "`2026-11-22 09:00` (in your time zone)."
@@ -188,7 +221,16 @@ def parse_until(words: list[str]) -> Until:
         return Until(at, weekday=WEEKDAYS.index(first[:3]))
     if _DATE.match(first):
         try:
-            return Until(at, day=date.fromisoformat(first))
+            day = date.fromisoformat(first)
         except ValueError:
             raise problem from None
+        if day.year > LAST_YEAR:
+            raise ParseError(
+                f"`{first}` is too far ahead; an override must end before 2100 (and an end "
+                "that far is better written in the configuration)."
+            )
+        today = today or datetime.now(UTC).date()
+        if day < today - timedelta(days=1):
+            raise ParseError(f"`{first}` is in the past; an override must end in the future.")
+        return Until(at, day=day)
     raise problem
