@@ -14,7 +14,9 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.manifest import BOT_SCOPES
 from bot.sandbox import SlackError, SlackSandbox
+from bot.sandbox.scopes import ALL_SCOPES
 
 TOKEN = "xoxb-test-secret-token"
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "NO_PROXY")
@@ -24,7 +26,7 @@ PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PRO
 def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackSandbox]:
     for name in PROXY_VARS:
         monkeypatch.delenv(name, raising=False)
-    with SlackSandbox() as running:
+    with SlackSandbox(scopes=ALL_SCOPES) as running:  # every method here, whatever Firebreak uses
         running.add_user("UALICE", "alice", email="alice@example.com", tz="Europe/Berlin")
         running.add_user("UBOB", "bob", email="bob@example.com")
         yield running
@@ -84,6 +86,97 @@ def test_configured_bot_token_is_the_only_valid_one(monkeypatch: pytest.MonkeyPa
         assert WebClient(token="xoxb-right", base_url=sandbox.api_url).auth_test()["ok"]
         wrong = WebClient(token="xoxb-wrong", base_url=sandbox.api_url)
         assert slack_error(wrong.auth_test) == "invalid_auth"
+
+
+# scopes -------------------------------------------------------------------------------
+def test_the_token_holds_the_manifest_scopes_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    with SlackSandbox() as sandbox:
+        assert sandbox.scopes == tuple(BOT_SCOPES)
+        client = WebClient(token=TOKEN, base_url=sandbox.api_url, retry_handlers=[])
+        with pytest.raises(SlackApiError) as caught:
+            client.users_info(user="UFIREBREAK")
+    assert caught.value.response.status_code == 200
+    assert caught.value.response.data == {
+        "ok": False,
+        "error": "missing_scope",
+        "needed": "users:read",
+        "provided": ",".join(BOT_SCOPES),
+    }
+
+
+def test_missing_scope_is_answered_before_anything_changes(
+    sandbox: SlackSandbox, client: WebClient
+) -> None:
+    sandbox.scopes = [scope for scope in ALL_SCOPES if scope != "channels:manage"]
+    assert slack_error(lambda: client.conversations_create(name="inc-1")) == "missing_scope"
+    assert slack_error(lambda: client.conversations_create(name="")) == "missing_scope"
+    assert sandbox.snapshot()["channels"] == []
+    assert sandbox.calls[-1].response["needed"] == "channels:manage"
+    sandbox.scopes = ALL_SCOPES
+    assert client.conversations_create(name="inc-1")["ok"]
+
+
+@pytest.mark.parametrize(
+    ("scope", "types", "needed"),
+    [
+        ("channels:read", "public_channel", "channels:read"),
+        ("groups:read", "public_channel,private_channel", "groups:read"),
+        ("channels:read", None, "channels:read"),  # Slack's default: public channels
+        ("im:read", "im", "im:read"),
+    ],
+)
+def test_conversations_list_needs_the_scope_of_each_type(
+    sandbox: SlackSandbox, client: WebClient, scope: str, types: str | None, needed: str
+) -> None:
+    sandbox.scopes = [s for s in ALL_SCOPES if s != scope]
+    assert slack_error(lambda: client.conversations_list(types=types)) == "missing_scope"
+    assert sandbox.calls[-1].response["needed"] == needed
+    sandbox.scopes = [s for s in ALL_SCOPES if s.endswith(":read") and s != "groups:read"]
+    assert client.conversations_list(types="public_channel,im")["ok"]
+
+
+def test_conversation_methods_need_the_scope_of_the_channel_type(
+    sandbox: SlackSandbox, client: WebClient
+) -> None:
+    public = sandbox.add_channel("public")
+    private = sandbox.add_channel("private", is_private=True)
+    sandbox.scopes = ["channels:manage", "channels:history"]
+    assert client.conversations_setTopic(channel=public, topic="t")["ok"]
+    assert client.conversations_history(channel=public)["ok"]
+    assert client.conversations_create(name="inc-2")["ok"]
+    for call, needed in [
+        (lambda: client.conversations_setTopic(channel=private, topic="t"), "groups:write"),
+        (lambda: client.conversations_invite(channel=private, users="UALICE"), "groups:write"),
+        (lambda: client.conversations_history(channel=private), "groups:history"),
+        (lambda: client.conversations_create(name="inc-3", is_private=True), "groups:write"),
+        (lambda: client.chat_postMessage(channel=public, text="x"), "chat:write"),
+        (lambda: client.pins_add(channel=public, timestamp="1.2"), "pins:write"),
+    ]:
+        assert slack_error(call) == "missing_scope"
+        assert sandbox.calls[-1].response["needed"] == needed
+
+
+def test_views_and_auth_need_no_scope(sandbox: SlackSandbox, client: WebClient) -> None:
+    sandbox.scopes = []
+    assert client.auth_test()["ok"]
+    view = {"type": "modal", "title": {"type": "plain_text", "text": "Note"}, "blocks": []}
+    assert client.views_open(trigger_id="1.2.3", view=view)["ok"]
+    assert sandbox.calls[-1].response["ok"]
+
+
+def test_posting_into_a_channel_not_joined_needs_chat_write_public(
+    sandbox: SlackSandbox, client: WebClient
+) -> None:
+    public = sandbox.add_channel("announcements", creator="UALICE")
+    sandbox.scopes = ["chat:write"]
+    assert slack_error(lambda: client.chat_postMessage(channel=public, text="x")) == (
+        "not_in_channel"
+    )
+    assert client.chat_postMessage(channel="UALICE", text="a DM needs chat:write only")["ok"]
+    sandbox.scopes = ["chat:write", "chat:write.public"]
+    assert client.chat_postMessage(channel=public, text="x")["ok"]
 
 
 # conversations ------------------------------------------------------------------------

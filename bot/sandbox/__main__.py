@@ -16,6 +16,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bot-user-id", default="UFIREBREAK")
     parser.add_argument("--bot-token", default=None, help="accept only this token")
     parser.add_argument("--team-id", default="T0SANDBOX")
+    parser.add_argument(
+        "--scopes",
+        default=None,
+        help="the bot token's scopes, comma-separated (default: the manifest's)",
+    )
     options = parser.parse_args(argv)
     sandbox = SlackSandbox(
         options.host,
@@ -23,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         bot_user_id=options.bot_user_id,
         bot_token=options.bot_token,
         team_id=options.team_id,
+        scopes=options.scopes.split(",") if options.scopes is not None else None,
     )
     with sandbox:
         print(sandbox.api_url, flush=True)

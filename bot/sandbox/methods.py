@@ -32,7 +32,7 @@ def _channel(ws: Workspace, args: Args, name: str = "channel") -> Conversation:
 
 
 def _check_writable(ws: Workspace, channel: Conversation) -> None:
-    """Archived channels refuse writes; the bot must be in private ones (chat:write.public)."""
+    """Archived channels refuse writes; the bot must be in private ones."""
     if channel.is_archived:
         raise SlackError("is_archived")
     if channel.is_private and ws.bot_user_id not in channel.members:
@@ -219,6 +219,8 @@ def conversations_replies(ws: Workspace, args: Args) -> Body:
 def chat_post_message(ws: Workspace, args: Args) -> Body:
     channel = ws.resolve(args.required("channel", "channel_not_found"))
     _check_writable(ws, channel)
+    if ws.bot_user_id not in channel.members and "chat:write.public" not in ws.scopes:
+        raise SlackError("not_in_channel")
     text, blocks = _message_content(args)
     post = ws.add_post(channel, ws.bot_user_id, text, blocks, args.text("thread_ts") or None)
     return {"channel": channel.id, "ts": post.ts, "message": message_json(post, ws)}

@@ -15,10 +15,12 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot.manifest import BOT_SCOPES
 from bot.sandbox.args import Args
 from bot.sandbox.faults import Fault
 from bot.sandbox.methods import METHODS
 from bot.sandbox.response_urls import ResponseTarget, respond
+from bot.sandbox.scopes import check_scopes
 from bot.sandbox.state import (
     Call,
     Channel,
@@ -47,14 +49,16 @@ class SlackSandbox:
         bot_user_id: str = "UFIREBREAK",
         bot_token: str | None = None,
         team_id: str = "T0SANDBOX",
+        scopes: Iterable[str] | None = None,
     ) -> None:
+        """`scopes` are the bot token's OAuth scopes; by default the manifest's."""
         self.host = host
         self.port = port
         self.bot_user_id = bot_user_id
         self.team_id = team_id
         self._bot_token = bot_token
         self._lock = threading.RLock()
-        self._ws = Workspace(team_id, bot_user_id)
+        self._ws = Workspace(team_id, bot_user_id, BOT_SCOPES if scopes is None else scopes)
         self._calls: list[Call] = []
         self._faults: list[Fault] = []
         self._response_targets: dict[str, ResponseTarget] = {}
@@ -106,6 +110,17 @@ class SlackSandbox:
     @property
     def api_url(self) -> str:
         return f"{self.base_url}/api/"
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """The bot token's scopes; assign to grant or revoke some (a reinstall, in Slack)."""
+        with self._lock:
+            return self._ws.scopes
+
+    @scopes.setter
+    def scopes(self, scopes: Iterable[str]) -> None:
+        with self._lock:
+            self._ws.scopes = tuple(dict.fromkeys(scopes))
 
     # seeding ---------------------------------------------------------------------------
     def add_user(
@@ -306,9 +321,11 @@ class SlackSandbox:
             valid = token == self._bot_token if self._bot_token else str(token).startswith("xoxb-")
             if not valid:
                 raise SlackError("invalid_auth")
-            return 200, {"ok": True, **run(self._ws, Args(params))}, {}
+            args = Args(params)
+            check_scopes(self._ws, method, args)
+            return 200, {"ok": True, **run(self._ws, args)}, {}
         except SlackError as err:
-            body: dict[str, Any] = {"ok": False, "error": err.code}
+            body: dict[str, Any] = {"ok": False, "error": err.code, **err.details}
             if err.messages:
                 body["response_metadata"] = {"messages": err.messages}
             return 200, body, {}

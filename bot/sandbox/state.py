@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +20,15 @@ _USER_ID = re.compile(r"[UW][A-Z0-9]+")
 
 
 class SlackError(ValueError):
-    """A Slack error code, answered as `{"ok": false, "error": code}`."""
+    """A Slack error code, answered as `{"ok": false, "error": code, **details}`."""
 
-    def __init__(self, code: str, messages: list[str] | None = None) -> None:
+    def __init__(
+        self, code: str, messages: list[str] | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(code)
         self.code = code
         self.messages = messages or []
+        self.details = details or {}
 
 
 @dataclass(frozen=True)
@@ -174,11 +178,12 @@ def validate_channel_name(name: str) -> None:
 
 
 class Workspace:
-    """Users, conversations, views and response_url traffic of one sandbox team."""
+    """Users, conversations, views, response_url traffic and bot scopes of one sandbox team."""
 
-    def __init__(self, team_id: str, bot_user_id: str) -> None:
+    def __init__(self, team_id: str, bot_user_id: str, scopes: Iterable[str] = ()) -> None:
         self.team_id = team_id
         self.bot_user_id = bot_user_id
+        self.scopes = tuple(dict.fromkeys(scopes))
         self.bot_id = "B" + bot_user_id.removeprefix("U")[:10]
         self.users: dict[str, User] = {}
         self.conversations: dict[str, Conversation] = {}
