@@ -7,18 +7,14 @@ from typing import Any
 import yaml
 
 BOT_SCOPES = [
-    "bookmarks:write",  # link the incident's documents in its channel
     "channels:history",  # read a message someone marked with :pushpin:
     "channels:manage",  # create incident channels, invite responders, set topics
     "channels:read",  # find a channel Firebreak created when Slack's answer was lost
-    "chat:write",  # post summaries, updates and answers
+    "chat:write",  # post summaries, updates, answers, pages and hand-offs (DMs too)
     "chat:write.public",  # announce in a channel without joining it first
     "commands",  # /incident, /oncall, /page
-    "im:write",  # pages and hand-offs by direct message; answers to modal submissions
     "pins:write",  # pin the incident summary
     "reactions:read",  # receive :pushpin: reactions
-    "users:read",  # names and time zones of responders
-    "users:read.email",  # match people in firebreak.yaml by email
 ]
 BOT_EVENTS = ["reaction_added"]
 SLASH_COMMANDS = [
