@@ -48,25 +48,6 @@ def test_create_channel_error_is_recorded_told_and_finished_by_rerunning(
     assert kinds(firebreak)[-1] == "announced"
 
 
-def test_lost_create_answer_adopts_the_channel_instead_of_a_ghost(
-    slack: Slack, sandbox: SlackSandbox, firebreak: Firebreak, general: str
-) -> None:
-    # Slack creates the channel, but the answer arrives after the client gave up.
-    firebreak.client.timeout = 1
-    sandbox.inject_fault("conversations.create", delay=1.5)
-    slack.run(f"declare {TITLE}", channel=general)
-    if sandbox.channel_by_name(NAME) is None or kinds(firebreak)[-1] == "slack_error":
-        slack.run(f"declare {TITLE}", channel=general)  # the user's rerun, if it was needed
-
-    assert incident_channels(sandbox) == [NAME], "no ghost channel, no -2"
-    with firebreak.db.session_scope() as session:
-        incident = service.get(session, 1)
-        assert incident.channel_id == sandbox.channel_by_name(NAME).id  # type: ignore[union-attr]
-    assert incident_count(firebreak) == 1
-    assert kinds(firebreak).count("channel_created") == 1
-    assert kinds(firebreak)[-1] == "announced"
-
-
 def test_rate_limit_is_waited_out_and_the_declaration_completes(
     slack: Slack, sandbox: SlackSandbox, firebreak: Firebreak, general: str
 ) -> None:
