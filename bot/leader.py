@@ -10,33 +10,35 @@ SQLite (or any other backend) there is one process, and it always leads.
     leadership.state     # "leader" | "standby" | "stopped"
     leadership.stop()    # steps down (on_lost), releases the lock, closes the connection
 
-On PostgreSQL one daemon thread does everything, so the callbacks run on that thread, one at
-a time, and never overlap each other:
+On PostgreSQL one daemon thread runs the election; the callbacks never overlap each other.
 
 - *standby*: every `poll_interval` it calls `pg_try_advisory_lock(LEADER_LOCK_KEY)`.
 - When the lock is taken it waits `takeover_delay` (checking the lock each poll) before
-  calling `on_elected()`: that is the time a previous leader, whose session just ended, needs
-  to notice at its next check and stop its scheduler. Only after `on_elected()` returns does
-  the state read "leader".
+  calling `on_elected()`: longer than a previous leader can go on leading after its lock was
+  freed (below). Only after `on_elected()` returns does the state read "leader".
 - *leader*: every `poll_interval` one query proves both that the connection is alive and
-  that this session still holds the lock (`pg_locks` for our backend). If it fails for any
-  reason (the connection dropped, `pg_terminate_backend`, the database restarted, a network
-  timeout, the lock gone), the state turns "standby" at once, `on_lost()` runs at once, the
-  connection is dropped (which also frees the lock, should the server still hold it) and the
-  thread goes back to trying.
+  that this session still holds the lock (`pg_locks` for our backend). If it fails (the
+  connection dropped, `pg_terminate_backend`, the database restarted, the lock gone) or has
+  not answered within `check_timeout` (a partition, a proxy that keeps the socket open, a
+  frozen server), the state turns "standby" and `on_lost()` runs at once; the connection is
+  then dropped (which also frees the lock, should the server still hold it) and the thread
+  goes back to trying.
 
-Timing, with the default 2 s poll:
+Why two never lead at once: a leader has confirmed its lock at most `poll_interval +
+check_timeout` ago, or has stepped down, whatever the network does; a new leader takes the
+lock only once it is free and then waits `takeover_delay`, which must be longer.
+
+Timing, with the defaults (2 s poll, 2 s check timeout, so a 5 s takeover delay):
 
 - The leader process dies (crash, SIGKILL, OOM): its kernel closes the socket, the server
   ends the session and frees the lock at once; a standby takes it within one poll and leads
-  `takeover_delay` (3 s) later: about 3-5 s.
-- The leader's machine vanishes: the server notices through its TCP keepalives, which this
-  connection sets for its own session (`SERVER_SETTINGS`: 3 s idle + 3 probes 2 s apart, so
-  at most 9 s after the last packet), then one poll and the takeover delay: at most 14 s.
-- The leader is cut off but alive: its next check cannot be delivered and libpq's
-  `tcp_user_timeout` (5 s) fails it, at most 7 s after the cut; the server cannot free the
-  lock before about 7 s (9 s after a last packet no more than one poll old), and the new
-  leader waits the takeover delay on top: the old leader has stopped about 3 s before.
+  the takeover delay later: 5-7 s.
+- The leader's machine vanishes: the server notices through the TCP keepalives this
+  connection sets for its own session (`SERVER_SETTINGS`: 2 s idle, then 3 probes 1 s apart,
+  so within 5 s of the last packet), then one poll and the takeover delay: at most 12 s.
+- The database restarts or the leader is cut off: the leader steps down within one poll plus
+  the check timeout (at once when the server closed the connection); a new leader comes once
+  the lock is free again, as above.
 
 The election narrows the overlap; it is not the only guard. Every scheduler job re-reads its
 row under a lock and does nothing unless the state and generation still match, so a leader
@@ -82,11 +84,12 @@ CLIENT_SETTINGS: dict[str, Any] = {
     "keepalives_count": 3,
     "tcp_user_timeout": 5000,  # ms a sent query may stay unacknowledged before we give up
 }
-"""libpq parameters: how soon this process notices that the server is gone."""
+"""libpq parameters: how soon a blocked query of this process fails when the server is gone
+(the check timeout steps down sooner; these free the thread and the socket)."""
 
 SERVER_SETTINGS: dict[str, str] = {
-    "tcp_keepalives_idle": "3",
-    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_idle": "2",
+    "tcp_keepalives_interval": "1",
     "tcp_keepalives_count": "3",
     "tcp_user_timeout": "5000",
     "statement_timeout": "5000",
@@ -104,16 +107,17 @@ _WARN_EVERY = 30
 
 
 class LeaderLockLost(Exception):
-    """The connection answers, but this session no longer holds the leader lock."""
+    """This session no longer holds the leader lock, or could not confirm it in time."""
 
 
 class Leadership:
     """Leads (runs `on_elected`) while holding the leader lock; see the module docstring.
 
     `url` is a SQLAlchemy URL as in `bot.db.Database.url`. `poll_interval` is how often a
-    standby tries the lock and a leader checks it; `takeover_delay` (default: one poll plus
-    1 s) must exceed the time a leader needs to notice a lost session (one poll plus a
-    round trip). `connect_timeout` bounds each connection attempt, in whole seconds.
+    standby tries the lock and a leader checks it; a leader whose check has not answered
+    within `check_timeout` steps down. `takeover_delay` (default: one poll, one check timeout
+    and 1 s) must exceed `poll_interval + check_timeout`. `connect_timeout` bounds each
+    connection attempt, in whole seconds. The callbacks must not call `stop()`.
     """
 
     def __init__(
@@ -123,14 +127,18 @@ class Leadership:
         on_lost: Callable[[], None],
         *,
         poll_interval: float = 2.0,
+        check_timeout: float = 2.0,
         takeover_delay: float | None = None,
         connect_timeout: int = 5,
     ) -> None:
-        takeover_delay = poll_interval + 1.0 if takeover_delay is None else takeover_delay
-        if poll_interval <= 0:
-            raise ValueError("poll_interval must be positive")
-        if takeover_delay <= poll_interval:
-            raise ValueError("takeover_delay must exceed poll_interval (see bot.leader)")
+        if takeover_delay is None:
+            takeover_delay = poll_interval + check_timeout + 1.0
+        if poll_interval <= 0 or check_timeout <= 0:
+            raise ValueError("poll_interval and check_timeout must be positive")
+        if takeover_delay <= poll_interval + check_timeout:
+            raise ValueError(
+                "takeover_delay must exceed poll_interval + check_timeout (see bot.leader)"
+            )
         self._url = normalise_url(url)
         parsed = make_url(self._url)
         self._distributed = parsed.get_backend_name() == "postgresql"
@@ -138,12 +146,16 @@ class Leadership:
         self._on_elected = on_elected
         self._on_lost = on_lost
         self.poll_interval = poll_interval
+        self.check_timeout = check_timeout
         self.takeover_delay = takeover_delay
         self.connect_timeout = connect_timeout
 
-        self._lock = threading.Lock()  # guards _state and _started
+        self._lock = threading.Lock()  # guards _state, _started and the check sequence
         self._state: State = "stopped"
         self._started = False
+        self._callbacks = threading.RLock()  # one of on_elected / on_lost at a time
+        self._check_seq = 0  # which leader check is in flight (its deadline's token)
+        self._overdue_seq = -1  # the last check whose deadline passed
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         # Used by the election thread only.
@@ -187,9 +199,10 @@ class Leadership:
             self._started = True
             self._state = "standby"
         if not self._distributed:
-            self._on_elected()
-            if self._become_leader():
-                log.info("elected leader: %s has one process, which always leads", self._where)
+            with self._callbacks:
+                self._on_elected()
+                if self._become_leader():
+                    log.info("elected leader: %s has one process, which always leads", self._where)
             return
         self._engine = create_engine(
             self._url,
@@ -255,32 +268,64 @@ class Leadership:
                 self.takeover_delay,
             )
             return min(self.takeover_delay, self.poll_interval)
+        if self.is_leader:
+            self._confirm_lead()
+            return self.poll_interval
         if not self._holds_lock():
             raise LeaderLockLost("this session no longer holds the leader lock")
-        if self.state == "standby":
-            remaining = self._held_since + self.takeover_delay - time.monotonic()
-            if remaining > 0:
-                return min(remaining, self.poll_interval)
-            self._elect()
+        remaining = self._held_since + self.takeover_delay - time.monotonic()
+        if remaining > 0:
+            return min(remaining, self.poll_interval)
+        self._elect()
         return self.poll_interval
 
-    def _elect(self) -> None:
+    def _confirm_lead(self) -> None:
+        """The leader's check, bounded by `check_timeout` whatever the network does: if it
+        has not answered by then, a timer steps down while the query is still blocked."""
+        with self._lock:
+            self._check_seq += 1
+            seq = self._check_seq
+        deadline = threading.Timer(self.check_timeout, self._check_overdue, (seq,))
+        deadline.name = "leader-check-deadline"
+        deadline.daemon = True
+        deadline.start()
         try:
-            self._on_elected()
-        except Exception:
-            backoff = FAILURE_BACKOFF_POLLS * self.poll_interval
-            log.exception(
-                "on_elected failed; undoing it, releasing the leader lock, retrying in %.0f s",
-                backoff,
-            )
-            self._call_on_lost()  # undo whatever on_elected started before it raised
-            self._disconnect(release=True)
-            self._next_connect = time.monotonic() + backoff
-            return
-        if self._become_leader():
-            log.info("elected leader (backend pid %s) on %s", self._backend_pid, self._where)
-        else:  # stop() came first: undo at once
-            self._call_on_lost()
+            held = self._holds_lock()
+        finally:
+            deadline.cancel()
+            with self._lock:
+                self._check_seq += 1  # a deadline that fires from now on finds a stale token
+                overdue = self._overdue_seq == seq
+        if overdue:
+            raise LeaderLockLost(f"the leader check took longer than {self.check_timeout:g} s")
+        if not held:
+            raise LeaderLockLost("this session no longer holds the leader lock")
+
+    def _check_overdue(self, seq: int) -> None:
+        with self._lock:
+            if self._check_seq != seq:
+                return  # the check answered in time
+            self._overdue_seq = seq
+        self._step_down(f"the leader lock was not confirmed within {self.check_timeout:g} s")
+
+    def _elect(self) -> None:
+        with self._callbacks:
+            try:
+                self._on_elected()
+            except Exception:
+                backoff = FAILURE_BACKOFF_POLLS * self.poll_interval
+                log.exception(
+                    "on_elected failed; undoing it, releasing the leader lock, retrying in %.0f s",
+                    backoff,
+                )
+                self._call_on_lost()  # undo whatever on_elected started before it raised
+                self._disconnect(release=True)
+                self._next_connect = time.monotonic() + backoff
+                return
+            if self._become_leader():
+                log.info("elected leader (backend pid %s) on %s", self._backend_pid, self._where)
+            else:  # stop() came first: undo at once
+                self._call_on_lost()
 
     def _after_failure(self, error: Exception) -> float:
         reason = _describe(error)
@@ -326,10 +371,11 @@ class Leadership:
         self._call_on_lost()
 
     def _call_on_lost(self) -> None:
-        try:
-            self._on_lost()
-        except Exception:
-            log.exception("on_lost failed")
+        with self._callbacks:
+            try:
+                self._on_lost()
+            except Exception:
+                log.exception("on_lost failed")
 
     # -- the dedicated connection -------------------------------------------------------
 

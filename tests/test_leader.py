@@ -5,24 +5,27 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from bot.leader import LEADER_LOCK_KEY, Leadership
 from bot.migrations import ADVISORY_LOCK_KEY
 
 POLL = 0.2
-TAKEOVER = 0.6
+CHECK = 0.3
+TAKEOVER = 0.8
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -60,7 +63,7 @@ def leaderships() -> Iterator[Callable[..., tuple[Leadership, Recorder]]]:
 
     def make(url: str, **knobs: Any) -> tuple[Leadership, Recorder]:
         recorder = Recorder()
-        knobs = {"poll_interval": POLL, "takeover_delay": TAKEOVER, **knobs}
+        knobs = {"poll_interval": POLL, "check_timeout": CHECK, "takeover_delay": TAKEOVER, **knobs}
         leadership = Leadership(url, recorder.on_elected, recorder.on_lost, **knobs)
         made.append(leadership)
         return leadership, recorder
@@ -175,7 +178,7 @@ def test_start_twice_is_refused(tmp_path: Path) -> None:
 
 def test_a_takeover_delay_shorter_than_a_poll_is_refused() -> None:
     with pytest.raises(ValueError, match="takeover_delay"):
-        Leadership("sqlite://", lambda: None, lambda: None, poll_interval=2, takeover_delay=1)
+        Leadership("sqlite://", lambda: None, lambda: None, poll_interval=2, takeover_delay=3)
 
 
 def test_an_unreachable_database_keeps_the_election_trying_and_hides_the_password(
@@ -273,6 +276,104 @@ def test_callbacks_that_raise_never_stop_the_election(
     assert recorder.events == ["elected", "lost", "elected", "lost", "elected"]
 
 
+class Proxy:
+    """A TCP forwarder to PostgreSQL. `freeze()` stops forwarding but keeps every socket open,
+    which is what a partition behind a proxy or a frozen peer looks like to the client: sends
+    succeed, answers never come, keepalives are answered. `sever()` closes everything."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.frozen = threading.Event()
+        self.severed = threading.Event()
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, url: str) -> str:
+        proxied = make_url(url).set(host="127.0.0.1", port=self.port)
+        return proxied.render_as_string(hide_password=False)
+
+    def freeze(self) -> None:
+        self.frozen.set()
+
+    def sever(self) -> None:
+        self.severed.set()
+        self.listener.close()
+        with self.lock:
+            for sock in self.sockets:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv
+                sock.close()
+
+    def _accept(self) -> None:
+        while not self.severed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream)
+            with self.lock:
+                self.sockets += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                while self.frozen.is_set():
+                    if self.severed.wait(0.01):
+                        return
+                target.sendall(data)
+            if not self.frozen.is_set():
+                target.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def proxy(database_url: str) -> Iterator[Proxy]:
+    url = make_url(database_url)
+    forwarder = Proxy(url.host or "127.0.0.1", url.port or 5432)
+    yield forwarder
+    forwarder.sever()
+
+
+@pytest.mark.postgresql
+def test_a_leader_cut_off_from_the_database_steps_down_before_another_can_lead(
+    database_url: str, leaderships: Callable[..., tuple[Leadership, Recorder]], proxy: Proxy
+) -> None:
+    """Its check hangs (no error, no answer); the server has already freed its lock."""
+    (cut_off, cut_off_calls), (other, other_calls) = (
+        leaderships(proxy.url(database_url)),
+        leaderships(database_url),
+    )
+    with never_two_leaders(cut_off, other):
+        cut_off.start()
+        wait_for(lambda: cut_off.is_leader, timeout=5)
+        other.start()
+        pid = leadership_pid(database_url)
+
+        proxy.freeze()
+        frozen = time.monotonic()
+        terminate_backend(database_url, pid)  # the lock is free; the cut-off leader can't know
+        stepped_down = wait_for(lambda: cut_off_calls.count("lost") == 1, timeout=5)
+        assert not cut_off.is_leader
+        took = wait_for(lambda: other.is_leader, timeout=15) + stepped_down
+    print(
+        f"cut-off leader stepped down after {stepped_down:.2f} s; "
+        f"the other leads after {took:.2f} s"
+    )
+    assert stepped_down < POLL + CHECK + 0.5, "stepped down within one poll and check timeout"
+    assert time.monotonic() - frozen < 15
+    assert cut_off.alive, "its thread is blocked or retrying, never dead"
+    assert other_calls.events == ["elected"]
+    proxy.sever()  # the blocked query fails; the thread goes back to trying
+    time.sleep(3 * POLL)
+    assert cut_off.alive and cut_off.state == "standby"
+
+
 def leadership_pid(url: str) -> int:
     pid = lock_holder(url)
     assert pid is not None
@@ -285,7 +386,7 @@ from bot.leader import Leadership
 
 elected = threading.Event()
 leadership = Leadership(sys.argv[1], elected.set, lambda: None, poll_interval=0.2,
-                        takeover_delay=0.6)
+                        check_timeout=0.3, takeover_delay=0.8)
 leadership.start()
 elected.wait()
 print("leader", flush=True)
