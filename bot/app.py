@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask
 from slack_bolt import App
@@ -15,11 +15,15 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from bot.clock import Clock
 from bot.config import ConfigError, Settings
 from bot.db import Database
+from bot.jobs import JobRunner
+from bot.leader import Leadership
 from bot.metrics import Metrics
-from bot.scheduler import Paging
+from bot.pager import Pager
 from bot.slack import actions, commands, events, oncall, paging
+from bot.slack.announcer import SlackAnnouncer
 from bot.slack.channels import IncidentChannels
 from bot.slack.context import ListenerContext
 from bot.web import create_web_app
@@ -52,11 +56,38 @@ class Firebreak:
     channels: IncidentChannels
     bolt: App
     metrics: Metrics
-    web: Flask
-    paging: Paging
+    clock: Clock
+    jobs: JobRunner
+    pager: Pager
+    leadership: Leadership | None = None
+    web: Flask = field(init=False)
+
+    def start_scheduler(self, *, poll_interval: float = 2.0) -> None:
+        """Stand for scheduler leader: this replica runs the jobs while it holds the lock."""
+        if self.leadership is not None:
+            return
+        self.leadership = Leadership(
+            self.db.url,
+            on_elected=self.jobs.start,
+            on_lost=lambda: self.jobs.stop(wait=False),
+            poll_interval=poll_interval,
+        )
+        self.leadership.start()
+
+    def scheduler_state(self) -> tuple[str, bool]:
+        """("leader" | "standby" | "off", healthy): off until `start_scheduler`; unhealthy if
+        the election thread died or a leader's scheduler is not running."""
+        leadership = self.leadership
+        if leadership is None:
+            return "off", True
+        state = leadership.state
+        healthy = leadership.alive and (state != "leader" or self.jobs.running)
+        return state, healthy
 
     def close(self) -> None:
-        self.paging.shutdown()
+        if self.leadership is not None:
+            self.leadership.stop()
+        self.jobs.stop()
         self.workers.wait_idle(timeout=30)
         self.workers.shutdown()
         self.db.dispose()
@@ -86,9 +117,10 @@ def build(settings: Settings) -> Firebreak:
         )
     assert env.slack_bot_token is not None and env.slack_signing_secret is not None
     db = Database(env.database_url)
+    clock = Clock()
     client = make_web_client(env.slack_bot_token.get_secret_value(), env.slack_api_url)
     workers = WorkerPool(size=8)
-    channels = IncidentChannels(db, client, settings.file)
+    channels = IncidentChannels(db, client, settings.file, clock)
     bolt = App(
         client=client,
         signing_secret=env.slack_signing_secret.get_secret_value(),
@@ -99,14 +131,18 @@ def build(settings: Settings) -> Firebreak:
         logger=logging.getLogger("firebreak.bolt"),
     )
     notifiers = build_notifiers(settings.file, client, os.environ)
-    pager = Paging(db, settings.file, notifiers, client)
+    oncall_config = settings.file.oncall
+    jobs = JobRunner(db, oncall_config, notifiers, clock, SlackAnnouncer(client, settings.file))
+    pager = Pager(db, oncall_config, jobs, clock)
     ctx = ListenerContext(
         config=settings.file,
         db=db,
         client=client,
         channels=channels,
         workers=workers,
-        paging=pager,
+        pager=pager,
+        jobs=jobs,
+        clock=clock,
     )
     commands.register(bolt, ctx)
     actions.register(bolt, ctx)
@@ -114,5 +150,6 @@ def build(settings: Settings) -> Firebreak:
     oncall.register(bolt, ctx)
     paging.register(bolt, ctx)
     metrics = Metrics()
-    web = create_web_app(bolt, db, metrics, settings)
-    return Firebreak(settings, db, client, workers, channels, bolt, metrics, web, pager)
+    app = Firebreak(settings, db, client, workers, channels, bolt, metrics, clock, jobs, pager)
+    app.web = create_web_app(bolt, db, metrics, settings, clock, app.scheduler_state)
+    return app

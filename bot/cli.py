@@ -67,7 +67,7 @@ def serve(host: str, port: int, threads: int, sandbox: bool) -> None:
     with _config_errors():
         upgrade(settings.env.database_url)
         app = build(settings)
-    app.paging.start()
+    app.start_scheduler()
 
     def listening(url: str) -> None:
         click.echo(f"Firebreak listening on {url}", err=False)
@@ -164,7 +164,8 @@ def oncall(schedule: str | None, at_text: str | None, base_url: str | None) -> N
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    from bot.db import Database, utcnow
+    from bot.clock import system_now
+    from bot.db import Database
     from bot.migrations import upgrade
     from bot.oncall import schedules
     from bot.oncall.ics import ics_token
@@ -199,11 +200,11 @@ def oncall(schedule: str | None, at_text: str | None, base_url: str | None) -> N
     try:
         for name in [schedule] if schedule else list(config.schedules):
             zone = config.schedules[name].zone
-            at = utcnow()
+            at = system_now()
             if given is not None:
                 at = given if given.tzinfo else given.replace(tzinfo=zone)
             with db.session_scope() as session:
-                status = schedules.status(session, config, name, at)
+                status = schedules.status(session, config.oncall, name, at)
             parts = [described(status.current, zone, current=True)] if status.current else []
             if not parts:
                 parts.append("nobody on call")
@@ -231,8 +232,8 @@ def oncall(schedule: str | None, at_text: str | None, base_url: str | None) -> N
 def page(target: str, message: tuple[str, ...], by: str | None, incident: int | None) -> None:
     """Page TARGET (user:NAME, schedule:NAME, policy:NAME, service:NAME or a person's name).
 
-    The first step is notified at once from here; later steps are run by the scheduler of
-    the running `firebreak serve`, which picks the page up within a minute.
+    The first step is notified at once from here; later steps are run by the scheduler
+    leader of the running `firebreak serve`, which picks the page up within seconds.
     """
     import getpass
 
@@ -247,7 +248,7 @@ def page(target: str, message: tuple[str, ...], by: str | None, incident: int | 
         upgrade(settings.env.database_url)
         app = build(settings)
     try:
-        created = app.paging.page(
+        created = app.pager.page(
             target=target,
             message=" ".join(message),
             created_by=by or f"cli:{getpass.getuser()}",

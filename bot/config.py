@@ -12,43 +12,23 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.incidents.config import IncidentsSection
 from bot.oncall.configuration import (
     EscalationPolicy,
     NotifiersSection,
+    OncallConfig,
     PagingSection,
     Schedule,
     Service,
-    check_zone,
 )
-
-CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
-USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
-IDENTIFIER = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-
-DEFAULT_SEVERITIES: dict[str, str] = {
-    "sev1": "Critical: customers cannot use a core product; all hands",
-    "sev2": "Major: a core product is degraded for many customers",
-    "sev3": "Minor: a feature is degraded or a few customers are affected",
-    "sev4": "Low: no customer impact yet; needs attention today",
-    "sev5": "Informational: tracking only",
-}
-DEFAULT_STATUSES = ["investigating", "identified", "monitoring", "resolved"]
-DEFAULT_ROLES = ["commander", "comms", "scribe", "ops"]
-RESOLVED = "resolved"
+from bot.people import Person, name_by_slack_id
+from bot.strict import CHANNEL_ID, Section
 
 
 class ConfigError(Exception):
@@ -59,11 +39,7 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SlackSection(_Strict):
+class SlackSection(Section):
     announce_channel: str | None = Field(
         default=None, description="Channel ID where every new incident is announced"
     )
@@ -79,96 +55,7 @@ class SlackSection(_Strict):
         return value
 
 
-class IncidentsSection(_Strict):
-    channel_prefix: str = "inc"
-    severities: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SEVERITIES))
-    default_severity: str = Field(default="sev3", validate_default=True)
-    statuses: list[str] = Field(default_factory=lambda: list(DEFAULT_STATUSES))
-    roles: list[str] = Field(default_factory=lambda: list(DEFAULT_ROLES))
-
-    @field_validator("channel_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,19}", value):
-            raise ValueError(
-                f"{value!r} cannot start a Slack channel name; use 1-20 lowercase letters, "
-                "digits, '-' or '_'"
-            )
-        return value
-
-    @field_validator("severities")
-    @classmethod
-    def _severities(cls, value: dict[str, str]) -> dict[str, str]:
-        if not value:
-            raise ValueError("list at least one severity, e.g. sev1: Critical")
-        for name in value:
-            if not IDENTIFIER.match(name):
-                raise ValueError(f"severity {name!r} must be a lowercase word like sev1")
-        return value
-
-    @field_validator("statuses", "roles")
-    @classmethod
-    def _names(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        for name in value:
-            if not IDENTIFIER.match(name):
-                raise ValueError(f"{name!r} must be a lowercase word (a-z, 0-9, '-', '_')")
-        if len(set(value)) != len(value):
-            raise ValueError("names must not repeat")
-        if info.field_name == "statuses" and (RESOLVED not in value or value[0] == RESOLVED):
-            raise ValueError(
-                "must include 'resolved', and not first (the first is the initial status)"
-            )
-        if info.field_name == "roles" and "commander" not in value:
-            raise ValueError("must include 'commander' (the declarer holds it at first)")
-        return value
-
-    @field_validator("default_severity")
-    @classmethod
-    def _default_severity(cls, value: str, info: ValidationInfo) -> str:
-        severities = info.data.get("severities")
-        if severities is not None and value not in severities:
-            raise ValueError(f"{value!r} is not a severity; choose one of " + ", ".join(severities))
-        return value
-
-    @property
-    def initial_status(self) -> str:
-        return self.statuses[0]
-
-
-NotifyChannel = Literal["slack", "email", "webhook"]
-
-
-def _slack_only() -> list[NotifyChannel]:
-    return ["slack"]
-
-
-class Person(_Strict):
-    slack: str
-    email: str | None = None
-    timezone: str = "UTC"
-    notify: list[NotifyChannel] = Field(default_factory=_slack_only, min_length=1)
-
-    @field_validator("slack")
-    @classmethod
-    def _user_id(cls, value: str) -> str:
-        if not USER_ID.match(value):
-            raise ValueError(f"{value!r} is not a Slack user ID (like U0123ABCD)")
-        return value
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
-            raise ValueError(f"{value!r} is not an email address")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        return check_zone(value)
-
-
-class FileConfig(_Strict):
+class FileConfig(Section):
     """The YAML configuration (`FIREBREAK_CONFIG`, default `firebreak.yaml`)."""
 
     slack: SlackSection = Field(default_factory=SlackSection)
@@ -185,15 +72,31 @@ class FileConfig(_Strict):
         return self.people[name] if name else None
 
     def name_by_slack_id(self, user_id: str) -> str | None:
-        for name, person in self.people.items():
-            if person.slack == user_id:
-                return name
-        return None
+        return name_by_slack_id(self.people, user_id)
+
+    @property
+    def oncall(self) -> OncallConfig:
+        """The sections the on-call domain reads, without the rest of the file."""
+        return OncallConfig(
+            people=self.people,
+            schedules=self.schedules,
+            escalation_policies=self.escalation_policies,
+            services=self.services,
+            paging=self.paging,
+        )
 
     def broken_references(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Names one section uses that another does not define: (key path, problem)."""
         problems: list[tuple[tuple[str | int, ...], str]] = []
-        people = ", ".join(self.people) or "none defined"
+
+        def listed(names: list[str]) -> str:
+            """Names for a message, the first ten: a list of thousands helps nobody."""
+            more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+            return (", ".join(names[:10]) + more) or "none defined"
+
+        people = listed(list(self.people))
+        schedules = listed(list(self.schedules))
+        policies = listed(list(self.escalation_policies))
 
         def person(loc: tuple[str | int, ...], name: str) -> None:
             if name not in self.people:
@@ -208,20 +111,31 @@ class FileConfig(_Strict):
         for policy_name, policy in self.escalation_policies.items():
             for index, step in enumerate(policy.steps):
                 for position, target in enumerate(step.targets):
-                    kind, _, name = target.partition(":")
                     loc = ("escalation_policies", policy_name, "steps", index, "targets", position)
-                    if kind == "user":
-                        person(loc, name)
-                    elif name not in self.schedules:
-                        known = ", ".join(self.schedules) or "none defined"
-                        problems.append((loc, f"{name!r} is not in schedules: ({known})"))
+                    if target.kind == "user":
+                        person(loc, target.name)
+                    elif target.name not in self.schedules:
+                        problems.append(
+                            (loc, f"{target.name!r} is not in schedules: ({schedules})")
+                        )
         for service_name, service in self.services.items():
             if service.escalation_policy not in self.escalation_policies:
-                known = ", ".join(self.escalation_policies) or "none defined"
                 problems.append(
                     (
                         ("services", service_name, "escalation_policy"),
-                        f"{service.escalation_policy!r} is not in escalation_policies: ({known})",
+                        f"{service.escalation_policy!r} is not in escalation_policies: "
+                        f"({policies})",
+                    )
+                )
+        owners: dict[str, str] = {}
+        for name, entry in self.people.items():
+            first = owners.setdefault(entry.slack, name)
+            if first != name:
+                problems.append(
+                    (
+                        ("people", name, "slack"),
+                        f"{entry.slack!r} is already the Slack ID of {first!r}; each person "
+                        "needs their own (pages and /oncall find people by it)",
                     )
                 )
         for name, entry in self.people.items():
@@ -294,8 +208,16 @@ _ENV_NAMES = {field.alias for field in EnvSettings.model_fields.values() if fiel
 
 
 def load_file(path: Path, *, required: bool) -> tuple[FileConfig, bool]:
-    """Read and validate the YAML file. A missing file means embedded defaults unless required."""
-    if not path.exists():
+    """Read and validate the YAML file. A missing file means embedded defaults unless required.
+
+    `bot.config_file` reads and parses it (size, encoding, duplicate keys, nesting, aliases);
+    this validates the data and places each problem at the line of its key.
+    """
+    from bot.config_file import paused_gc, read_yaml_file  # here: it imports ConfigError
+
+    with paused_gc():
+        document = read_yaml_file(path)
+    if document is None:
         if required:
             raise ConfigError(
                 [
@@ -304,31 +226,31 @@ def load_file(path: Path, *, required: bool) -> tuple[FileConfig, bool]:
                 ]
             )
         return FileConfig(), False
-    text = path.read_text(encoding="utf-8")
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{where}: not valid YAML: {problem}"]) from None
+    root, data = document.root, document.data
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([f"{path}: the top level must be a mapping of sections (slack:, ...)"])
-    try:
-        config = FileConfig.model_validate(data)
-    except ValidationError as exc:
-        errors = []
-        for error in exc.errors():
-            loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
-            message = error["msg"].removeprefix("Value error, ")
-            if error["type"] == "extra_forbidden":
-                message = "unknown key; check the spelling against examples/firebreak.yaml"
-            errors.append((loc, message))
-        raise ConfigError(_located(path, root, errors)) from None
-    broken = config.broken_references()
+        line = root.start_mark.line + 1 if root is not None else 1
+        shape = "a list" if isinstance(data, list) else "a single value"
+        raise ConfigError(
+            [
+                f"{path}:{line}: (top level): must be a mapping of sections (slack:, "
+                f"incidents:, people:, ...), not {shape}"
+            ]
+        )
+    with paused_gc():
+        try:
+            config = FileConfig.model_validate(data)
+        except ValidationError as exc:
+            errors = []
+            for error in exc.errors():
+                loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
+                message = error["msg"].removeprefix("Value error, ")
+                if error["type"] == "extra_forbidden":
+                    message = "unknown key; check the spelling against examples/firebreak.yaml"
+                errors.append((loc, message))
+            raise ConfigError(_located(path, root, errors)) from None
+        broken = config.broken_references()
     if broken:
         raise ConfigError(_located(path, root, broken))
     return config, True
@@ -337,13 +259,22 @@ def load_file(path: Path, *, required: bool) -> tuple[FileConfig, bool]:
 def _located(
     path: Path, root: yaml.Node | None, errors: list[tuple[tuple[Any, ...], str]]
 ) -> list[str]:
-    """`file:line: dotted.key: problem` for each error, in the order of the file."""
+    """`file:line: dotted.key: problem` for each error, in the order of the file.
+
+    At most 100 are listed (then a count of the rest): a file can hold thousands of mistakes.
+    """
+    shown = 100
+    keys: dict[int, dict[str, tuple[yaml.Node, yaml.Node]]] = {}
     problems: list[tuple[int, str]] = []
     for loc, message in errors:
-        line = _line_of(root, loc)
+        line = _line_of(root, loc, keys)
         where = f"{path}:{line}" if line else str(path)
         problems.append((line or 0, f"{where}: {_loc(loc) or '(top level)'}: {message}"))
-    return [problem for _, problem in sorted(problems)]
+    located = [problem for _, problem in sorted(problems)]
+    if len(located) > shown:
+        rest = len(located) - shown
+        located = [*located[:shown], f"{path}: ... and {rest} more problems; fix these first"]
+    return located
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -357,13 +288,27 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line of the deepest YAML node along `loc` (pydantic's error location)."""
+def _line_of(
+    node: yaml.Node | None,
+    loc: tuple[Any, ...],
+    keys: dict[int, dict[str, tuple[yaml.Node, yaml.Node]]] | None = None,
+) -> int | None:
+    """The 1-based line of the deepest YAML node along `loc` (pydantic's error location).
+
+    `keys` caches each mapping's keys between calls, so locating many errors stays linear.
+    Where a key repeats (a `<<` merge puts the merged keys first) the last one is the one
+    that counts, as in the data.
+    """
+    keys = {} if keys is None else keys
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == str(part)), None)
-            key = next((k for k, _ in node.value if k.value == str(part)), None)
+            index = keys.get(id(node))
+            if index is None:
+                index = keys[id(node)] = {
+                    str(k.value): (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)
+                }
+            key, match = index.get(str(part), (None, None))
             if key is not None:
                 line = key.start_mark.line + 1
             node = match

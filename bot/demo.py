@@ -132,7 +132,7 @@ def run_demo(settings: Settings, echo: Echo) -> None:
         demo_settings = _with_demo_policy(demo_settings)
         upgrade(demo_settings.env.database_url)
         app = build(demo_settings)
-        app.paging.start()
+        app.start_scheduler()
         server = create_server(app.web, host="127.0.0.1", port=0, threads=8)
         url = f"http://127.0.0.1:{server.effective_port}"
         thread = threading.Thread(target=server.run, daemon=True)

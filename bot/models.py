@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from bot.incidents.models import Incident, RoleAssignment, TimelineEvent
-from bot.oncall.models import Handoff, OncallOverride, Page, PageEvent, PageNotification
+from bot.incidents.models import Incident, RoleAssignment
+from bot.oncall.models import Handoff, OncallOverride, Page, PageNotification
+from bot.timeline import TimelineEvent
 
 __all__ = [
     "Handoff",
     "Incident",
     "OncallOverride",
     "Page",
-    "PageEvent",
     "PageNotification",
     "RoleAssignment",
     "TimelineEvent",

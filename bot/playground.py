@@ -12,7 +12,8 @@ from dataclasses import replace
 
 from pydantic import SecretStr
 
-from bot.config import Person, Settings, SlackSection
+from bot.config import Settings, SlackSection
+from bot.people import Person
 from bot.sandbox import SlackSandbox
 
 DEMO_PEOPLE = {

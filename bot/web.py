@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -10,14 +11,22 @@ from slack_bolt import App
 from slack_bolt.adapter.flask import SlackRequestHandler
 from sqlalchemy import text
 
+from bot.clock import Clock
 from bot.config import Settings
-from bot.db import Database, utcnow
+from bot.db import Database
 from bot.metrics import Metrics
 from bot.migrations import current_revision, head_revision
 from bot.oncall import ics, schedules
 
 
-def create_web_app(bolt: App, db: Database, metrics: Metrics, settings: Settings) -> Flask:
+def create_web_app(
+    bolt: App,
+    db: Database,
+    metrics: Metrics,
+    settings: Settings,
+    clock: Clock,
+    scheduler_state: Callable[[], tuple[str, bool]],
+) -> Flask:
     web = Flask("firebreak")
     slack = SlackRequestHandler(bolt)
     head = head_revision(db.url)
@@ -36,15 +45,26 @@ def create_web_app(bolt: App, db: Database, metrics: Metrics, settings: Settings
 
     @web.get("/readyz")
     def readyz() -> tuple[Response, int]:
+        """Ready when the database answers at the schema's head and, if this replica should
+        run the scheduler, it is running. `scheduler` is "leader", "standby" or "off"."""
+        scheduler, healthy = scheduler_state()
         try:
             with db.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
                 revision = current_revision(connection)
         except Exception as error:
-            return jsonify(status="unavailable", database=type(error).__name__), 503
+            return (
+                jsonify(status="unavailable", database=type(error).__name__, scheduler=scheduler),
+                503,
+            )
         if revision != head:
-            return jsonify(status="unavailable", schema=revision, expected=head), 503
-        return jsonify(status="ready", schema=revision), 200
+            return (
+                jsonify(status="unavailable", schema=revision, expected=head, scheduler=scheduler),
+                503,
+            )
+        if not healthy:
+            return jsonify(status="unavailable", schema=revision, scheduler=scheduler), 503
+        return jsonify(status="ready", schema=revision, scheduler=scheduler), 200
 
     @web.get("/metrics")
     def metrics_endpoint() -> Response:
@@ -59,11 +79,12 @@ def create_web_app(bolt: App, db: Database, metrics: Metrics, settings: Settings
         token = request.args.get("token")
         if secret is None or not ics.token_matches(secret.get_secret_value(), schedule, token):
             return Response("missing or wrong token\n", status=403, mimetype="text/plain")
-        now = utcnow()
+        now = clock()
+        oncall = settings.file.oncall
         with db.session_scope() as session:
-            current = schedules.on_call(session, settings.file, schedule, now)
+            current = schedules.on_call(session, oncall, schedule, now)
             start, end = ics.feed_window(now, current)
-            shifts = schedules.shifts(session, settings.file, schedule, start, end)
+            shifts = schedules.shifts(session, oncall, schedule, start, end)
         return Response(
             ics.calendar(schedule, shifts, generated=now),
             content_type="text/calendar; charset=utf-8",

@@ -18,7 +18,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.oncall.notify import Notification, NotifyError
-from bot.slack.blocks import ACTION_PAGE_ACK, ACTION_PAGE_ESCALATE, ACTION_PAGE_RESOLVE
+from bot.slack.blocks import (
+    ACTION_PAGE_ACK,
+    ACTION_PAGE_ESCALATE,
+    ACTION_PAGE_RESOLVE,
+)
+from bot.slack.blocks import plain_text as _plain
+from bot.slack.text import escape
 
 Block = dict[str, Any]
 
@@ -109,17 +115,8 @@ def _error_code(response: Any) -> str:
 # -- the message ------------------------------------------------------------------------
 
 
-def escape(text: str) -> str:
-    """Slack's three control characters, so a page message cannot @channel or fake a link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _plain(text: str, limit: int = 75) -> dict[str, Any]:
-    return {"type": "plain_text", "text": _cut(text, limit), "emoji": True}
 
 
 def _mrkdwn(text: str, limit: int) -> dict[str, Any]:

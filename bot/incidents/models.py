@@ -1,16 +1,15 @@
-"""Incidents, role assignments and the append-only timeline."""
+"""Incidents and role assignments; their facts live in the timeline (`bot.timeline`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.db import AppendOnlyError, Base, append_only, utcnow
+from bot.db import Base
 
-__all__ = ["AppendOnlyError", "Incident", "RoleAssignment", "TimelineEvent"]
+__all__ = ["Incident", "RoleAssignment"]
 
 
 class Incident(Base):
@@ -23,7 +22,7 @@ class Incident(Base):
     severity: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(32))
     declared_by: Mapped[str] = mapped_column(String(64))
-    declared_at: Mapped[datetime] = mapped_column(default=utcnow)
+    declared_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
     resolution: Mapped[str | None] = mapped_column(Text)
     # Slack idempotency key of the request that declared it (trigger or view id): a retried
@@ -53,25 +52,4 @@ class RoleAssignment(Base):
     role: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(64))
     assigned_by: Mapped[str] = mapped_column(String(64))
-    assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class TimelineEvent(Base):
-    """One fact of an incident. Rows are never updated or deleted (the database enforces it)."""
-
-    __tablename__ = "timeline_events"
-    __table_args__ = (UniqueConstraint("incident_id", "dedup_key", name="uq_timeline_dedup"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(40))
-    actor: Mapped[str] = mapped_column(String(64))
-    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
-    text: Mapped[str] = mapped_column(Text)
-    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # Set for facts that must be recorded once however often Slack delivers them
-    # (a :pushpin: on a message, a retried event).
-    dedup_key: Mapped[str | None] = mapped_column(String(200))
-
-
-append_only(TimelineEvent)
+    assigned_at: Mapped[datetime]

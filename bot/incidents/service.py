@@ -1,30 +1,32 @@
 """The incident lifecycle: declare, change severity, status and roles, note, pin, resolve.
 
-Plain data and a session in, the changed incident out. Every change writes exactly one
-timeline event in the caller's transaction, so the change and its record commit together.
-Nothing here knows about Slack: callers pass Slack user IDs as opaque actor strings.
+Plain data, a session and the current instant in; the changed incident and the fact it
+recorded out. Every change writes exactly one timeline event in the caller's transaction, so
+the change and its record commit together. Nothing here knows about Slack: actors are opaque
+strings (Slack user ids, `cli:<login>`), and messages are plain text for the edges to show.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.config import RESOLVED, IncidentsSection
-from bot.db import utcnow
-from bot.incidents.models import Incident, RoleAssignment, TimelineEvent
+from bot import timeline
+from bot.incidents.config import RESOLVED, IncidentsSection
+from bot.incidents.models import Incident, RoleAssignment
+from bot.timeline import BOT, TimelineEvent
 
 MAX_TITLE = 200
 MAX_NOTE = 3000
-BOT = "firebreak"
 # A second declaration of the same title by the same person within this window is taken
 # for a double submission (or a retry after a Slack failure) and resumes the first one.
 RESUME_WINDOW = timedelta(minutes=10)
+
+__all__ = ["BOT", "Change", "Declaration", "IncidentError"]
 
 
 class IncidentError(Exception):
@@ -33,11 +35,15 @@ class IncidentError(Exception):
 
 @dataclass(frozen=True)
 class Change:
+    """What a request did: the fact it recorded, or (unchanged) why nothing changed."""
+
     incident: Incident
-    changed: bool
-    message: str
-    event: TimelineEvent | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+    event: TimelineEvent | None
+    reason: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.event is not None
 
 
 @dataclass(frozen=True)
@@ -73,51 +79,35 @@ def roles(session: Session, incident: Incident) -> dict[str, str]:
     return {assignment.role: assignment.user_id for assignment in session.scalars(query)}
 
 
-def timeline(session: Session, incident: Incident) -> list[TimelineEvent]:
-    query = (
-        select(TimelineEvent)
-        .where(TimelineEvent.incident_id == incident.id)
-        .order_by(TimelineEvent.occurred_at, TimelineEvent.id)
-    )
-    return list(session.scalars(query))
+def events(session: Session, incident: Incident) -> list[TimelineEvent]:
+    """The incident's whole timeline, oldest first (page facts included)."""
+    return timeline.for_incident(session, incident.id)
 
 
 def record(
     session: Session,
     incident: Incident,
     kind: str,
-    text: str,
     *,
+    now: datetime,
     actor: str = BOT,
-    data: dict[str, Any] | None = None,
+    data: dict[str, object] | None = None,
     dedup_key: str | None = None,
 ) -> TimelineEvent | None:
-    """Append one timeline event; with a `dedup_key` already recorded, append nothing."""
-    event = TimelineEvent(
-        incident_id=incident.id,
-        kind=kind,
+    """Append one fact to the incident's timeline (see `bot.timeline.record`)."""
+    return timeline.record(
+        session,
+        kind,
+        now=now,
         actor=actor,
-        occurred_at=utcnow(),
-        text=text,
-        data=data or {},
+        incident_id=incident.id,
+        data=dict(data or {}),
         dedup_key=dedup_key,
     )
-    if dedup_key is None:
-        session.add(event)
-        session.flush()
-        return event
-    existing = session.scalars(
-        select(TimelineEvent.id).where(
-            TimelineEvent.incident_id == incident.id, TimelineEvent.dedup_key == dedup_key
-        )
-    ).first()
-    if existing is not None:
-        return None
-    try:
-        with session.begin_nested():
-            session.add(event)
-    except IntegrityError:
-        return None
+
+
+def _recorded(event: TimelineEvent | None) -> TimelineEvent:
+    assert event is not None, "an event without a dedup key is always recorded"
     return event
 
 
@@ -139,7 +129,9 @@ def validate_severity(severity: str, policy: IncidentsSection) -> str:
     severity = severity.lower()
     if severity not in policy.severities:
         raise IncidentError(
-            f"`{severity}` is not a severity. Choose one of: " + ", ".join(policy.severities) + "."
+            f"`{severity[:40]}` is not a severity. Choose one of: "
+            + ", ".join(policy.severities)
+            + "."
         )
     return severity
 
@@ -151,6 +143,7 @@ def declare(
     declared_by: str,
     declare_key: str,
     policy: IncidentsSection,
+    now: datetime,
     severity: str | None = None,
     description: str = "",
 ) -> Declaration:
@@ -171,9 +164,7 @@ def declare(
         )
         .order_by(Incident.id.desc())
     ).first()
-    if twin is not None and (
-        twin.summary_ts is None or utcnow() - twin.declared_at < RESUME_WINDOW
-    ):
+    if twin is not None and (twin.summary_ts is None or now - twin.declared_at < RESUME_WINDOW):
         return Declaration(twin, created=False)
 
     incident = Incident(
@@ -182,7 +173,7 @@ def declare(
         severity=severity,
         status=policy.initial_status,
         declared_by=declared_by,
-        declared_at=utcnow(),
+        declared_at=now,
         declare_key=declare_key,
     )
     try:
@@ -196,7 +187,7 @@ def declare(
         session,
         incident,
         "declared",
-        f"Declared {severity}: {title}",
+        now=now,
         actor=declared_by,
         data={"severity": severity, "title": title, "description": incident.description},
     )
@@ -206,14 +197,14 @@ def declare(
             role="commander",
             user_id=declared_by,
             assigned_by=declared_by,
-            assigned_at=utcnow(),
+            assigned_at=now,
         )
     )
     record(
         session,
         incident,
         "role_assigned",
-        f"<@{declared_by}> is commander (declarer)",
+        now=now,
         actor=declared_by,
         data={"role": "commander", "user": declared_by, "previous": None},
     )
@@ -229,49 +220,60 @@ def _refuse_if_resolved(incident: Incident, what: str) -> None:
 
 
 def set_severity(
-    session: Session, incident: Incident, severity: str, *, actor: str, policy: IncidentsSection
+    session: Session,
+    incident: Incident,
+    severity: str,
+    *,
+    actor: str,
+    policy: IncidentsSection,
+    now: datetime,
 ) -> Change:
     severity = validate_severity(severity, policy)
     _refuse_if_resolved(incident, "severity")
     previous = incident.severity
     if severity == previous:
-        return Change(incident, False, f"{incident.reference} is already {severity}.")
+        return Change(incident, None, f"{incident.reference} is already {severity}.")
     incident.severity = severity
     event = record(
         session,
         incident,
         "severity_changed",
-        f"Severity {previous} → {severity}",
+        now=now,
         actor=actor,
         data={"from": previous, "to": severity},
     )
-    return Change(incident, True, f"<@{actor}> changed severity {previous} → {severity}", event)
+    return Change(incident, _recorded(event))
 
 
 def set_status(
-    session: Session, incident: Incident, status: str, *, actor: str, policy: IncidentsSection
+    session: Session,
+    incident: Incident,
+    status: str,
+    *,
+    actor: str,
+    policy: IncidentsSection,
+    now: datetime,
 ) -> Change:
     status = status.lower()
     if status not in policy.statuses:
         raise IncidentError(
-            f"`{status}` is not a status. Choose one of: " + ", ".join(policy.statuses) + "."
+            f"`{status[:40]}` is not a status. Choose one of: " + ", ".join(policy.statuses) + "."
         )
     if status == RESOLVED:
-        return resolve(session, incident, "", actor=actor)
+        return resolve(session, incident, "", actor=actor, now=now)
     previous = incident.status
     if status == previous:
-        return Change(incident, False, f"{incident.reference} is already {status}.")
+        return Change(incident, None, f"{incident.reference} is already {status}.")
     incident.status = status
     kind = "status_changed"
-    text = f"Status {previous} → {status}"
     if incident.is_resolved:
         incident.resolved_at = None
         incident.resolution = None
-        kind, text = "reopened", f"Reopened: status {previous} → {status}"
+        kind = "reopened"
     event = record(
-        session, incident, kind, text, actor=actor, data={"from": previous, "to": status}
+        session, incident, kind, now=now, actor=actor, data={"from": previous, "to": status}
     )
-    return Change(incident, True, f"<@{actor}> changed status {previous} → {status}", event)
+    return Change(incident, _recorded(event))
 
 
 def assign_role(
@@ -282,17 +284,18 @@ def assign_role(
     *,
     actor: str,
     policy: IncidentsSection,
+    now: datetime,
 ) -> Change:
     role = role.lower()
     if role not in policy.roles:
         raise IncidentError(
-            f"`{role}` is not a role. Choose one of: " + ", ".join(policy.roles) + "."
+            f"`{role[:40]}` is not a role. Choose one of: " + ", ".join(policy.roles) + "."
         )
     _refuse_if_resolved(incident, "roles")
     assignment = session.get(RoleAssignment, (incident.id, role))
     previous = assignment.user_id if assignment else None
     if previous == user_id:
-        return Change(incident, False, f"<@{user_id}> is already {role} of {incident.reference}.")
+        return Change(incident, None, f"They already hold {role} on {incident.reference}.")
     if assignment is None:
         session.add(
             RoleAssignment(
@@ -300,61 +303,52 @@ def assign_role(
                 role=role,
                 user_id=user_id,
                 assigned_by=actor,
-                assigned_at=utcnow(),
+                assigned_at=now,
             )
         )
     else:
-        assignment.user_id, assignment.assigned_by, assignment.assigned_at = (
-            user_id,
-            actor,
-            utcnow(),
-        )
-    handover = f" (was <@{previous}>)" if previous else ""
+        assignment.user_id, assignment.assigned_by, assignment.assigned_at = user_id, actor, now
     event = record(
         session,
         incident,
         "role_assigned",
-        f"<@{user_id}> is {role}{handover}",
+        now=now,
         actor=actor,
         data={"role": role, "user": user_id, "previous": previous},
     )
-    return Change(
-        incident, True, f"<@{actor}> made <@{user_id}> {role}{handover}", event, {"user": user_id}
-    )
+    return Change(incident, _recorded(event))
 
 
-def add_note(session: Session, incident: Incident, text: str, *, actor: str) -> Change:
+def add_note(
+    session: Session, incident: Incident, text: str, *, actor: str, now: datetime
+) -> Change:
     text = text.strip()
     if not text:
         raise IncidentError("The note is empty. Usage: `/incident note <text>`.")
     if len(text) > MAX_NOTE:
         raise IncidentError(f"The note is {len(text)} characters; keep it to {MAX_NOTE}.")
-    event = record(session, incident, "note", text, actor=actor)
-    return Change(incident, True, f":memo: Note from <@{actor}>: {text}", event)
+    event = record(session, incident, "note_added", now=now, actor=actor, data={"text": text})
+    return Change(incident, _recorded(event))
 
 
-def resolve(session: Session, incident: Incident, resolution: str, *, actor: str) -> Change:
+def resolve(
+    session: Session, incident: Incident, resolution: str, *, actor: str, now: datetime
+) -> Change:
     if incident.is_resolved:
-        return Change(incident, False, f"{incident.reference} is already resolved.")
+        return Change(incident, None, f"{incident.reference} is already resolved.")
     previous = incident.status
     incident.status = RESOLVED
-    incident.resolved_at = utcnow()
+    incident.resolved_at = now
     incident.resolution = resolution.strip() or None
-    suffix = f": {incident.resolution}" if incident.resolution else ""
     event = record(
         session,
         incident,
         "resolved",
-        f"Resolved{suffix}",
+        now=now,
         actor=actor,
         data={"from": previous, "resolution": incident.resolution},
     )
-    return Change(
-        incident,
-        True,
-        f":white_check_mark: <@{actor}> resolved {incident.reference}{suffix}",
-        event,
-    )
+    return Change(incident, _recorded(event))
 
 
 def record_pinned_message(
@@ -366,14 +360,15 @@ def record_pinned_message(
     author: str | None,
     text: str,
     actor: str,
+    now: datetime,
 ) -> TimelineEvent | None:
     """Copy a message someone marked with :pushpin: into the timeline, once per message."""
     return record(
         session,
         incident,
         "pinned_message",
-        text,
+        now=now,
         actor=actor,
-        data={"channel": channel_id, "ts": message_ts, "author": author},
+        data={"channel": channel_id, "ts": message_ts, "author": author, "text": text},
         dedup_key=f"pin:{channel_id}:{message_ts}",
     )

@@ -8,12 +8,14 @@ sees every section.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
+from bot.oncall.targets import STEP_KINDS, EscalationSnapshot, SnapshotStep, Target
 from bot.oncall.timespec import (
     Handoff,
     Rotation,
@@ -23,29 +25,15 @@ from bot.oncall.timespec import (
     parse_rotation,
     parse_window,
 )
+from bot.people import Person, check_zone
+from bot.strict import CHANNEL_ID, Section
 
-CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
-TARGET = re.compile(r"^(user|schedule):([A-Za-z0-9_.-]+)$")
 NOTIFY_CHANNELS = ("slack", "email", "webhook")
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
-def check_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"{value!r} is not an IANA time zone (like Europe/Berlin or America/New_York)"
-        ) from None
-    return value
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-
-class Layer(_Strict):
+class Layer(Section):
     name: str
     users: list[str] = Field(min_length=1)
     rotation: Annotated[Rotation, BeforeValidator(parse_rotation)]
@@ -67,13 +55,39 @@ class Layer(_Strict):
             return value
         return parse_handoff(value, info.data.get("rotation"))
 
+    @field_validator("start")
+    @classmethod
+    def _start_in_range(cls, value: date) -> date:
+        _check_date_range(value)
+        return value
 
-class ConfigOverride(_Strict):
+
+FIRST_DATE = date(2000, 1, 1)
+END_DATE = date(2100, 1, 1)
+
+
+def _check_date_range(value: date) -> None:
+    """Dates from 2000 to 2099 only, so rotation and override arithmetic never overflows."""
+    day = value.date() if isinstance(value, datetime) else value
+    if not FIRST_DATE <= day < END_DATE:
+        raise ValueError(
+            f"{value} is out of range; use a date from {FIRST_DATE} to "
+            f"{END_DATE - timedelta(days=1)}"
+        )
+
+
+class ConfigOverride(Section):
     """A planned override; times without a zone are in the schedule's zone."""
 
     user: str
     start: datetime
     end: datetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _in_range(cls, value: datetime) -> datetime:
+        _check_date_range(value)
+        return value
 
     @field_validator("end")
     @classmethod
@@ -86,7 +100,7 @@ class ConfigOverride(_Strict):
         return value
 
 
-class Schedule(_Strict):
+class Schedule(Section):
     timezone: str
     layers: list[Layer] = Field(min_length=1)
     handoff_channel: str | None = None
@@ -109,29 +123,33 @@ class Schedule(_Strict):
         return ZoneInfo(self.timezone)
 
 
-class EscalationStep(_Strict):
-    targets: list[str] = Field(min_length=1)
+def _step_target(value: Any) -> Target:
+    if isinstance(value, Target):
+        return value
+    return Target.parse(str(value), kinds=STEP_KINDS)
+
+
+class EscalationStep(Section):
+    targets: list[Annotated[Target, BeforeValidator(_step_target)]] = Field(min_length=1)
     wait: Duration
 
-    @field_validator("targets")
-    @classmethod
-    def _targets(cls, value: list[str]) -> list[str]:
-        for target in value:
-            if not TARGET.match(target):
-                raise ValueError(f"{target!r} is not a target; write user:NAME or schedule:NAME")
-        return value
 
-
-class EscalationPolicy(_Strict):
+class EscalationPolicy(Section):
     steps: list[EscalationStep] = Field(min_length=1)
     repeat: int = Field(default=0, ge=0, le=10)
 
+    def snapshot(self) -> EscalationSnapshot:
+        return EscalationSnapshot(
+            tuple(SnapshotStep(tuple(step.targets), step.wait) for step in self.steps),
+            self.repeat,
+        )
 
-class Service(_Strict):
+
+class Service(Section):
     escalation_policy: str
 
 
-class EmailNotifier(_Strict):
+class EmailNotifier(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=25, ge=1, le=65535)
     sender: str = "firebreak@localhost"
@@ -143,7 +161,7 @@ class EmailNotifier(_Strict):
     timeout: Duration = timedelta(seconds=10)
 
 
-class WebhookNotifier(_Strict):
+class WebhookNotifier(Section):
     url: str
     secret_env: str = Field(
         default="FIREBREAK_WEBHOOK_SECRET",
@@ -159,14 +177,25 @@ class WebhookNotifier(_Strict):
         return value
 
 
-class NotifiersSection(_Strict):
+class NotifiersSection(Section):
     email: EmailNotifier | None = None
     webhook: WebhookNotifier | None = None
 
 
-class PagingSection(_Strict):
+class PagingSection(Section):
     """How pages to a person or schedule (not a policy) escalate: re-notify, then give up."""
 
     wait: Duration = timedelta(minutes=5)
     repeat: int = Field(default=2, ge=0, le=10)
     max_attempts: int = Field(default=5, ge=1, le=20, description="tries per notification")
+
+
+@dataclass(frozen=True)
+class OncallConfig:
+    """The sections the on-call domain reads (composed by `bot.config.FileConfig.oncall`)."""
+
+    people: dict[str, Person]
+    schedules: dict[str, Schedule]
+    escalation_policies: dict[str, EscalationPolicy]
+    services: dict[str, Service]
+    paging: PagingSection

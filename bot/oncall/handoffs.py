@@ -15,9 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.config import FileConfig
-from bot.db import utcnow
 from bot.oncall import schedules
+from bot.oncall.configuration import OncallConfig
 from bot.oncall.models import Handoff
 from bot.oncall.rotation import Shift, utc
 
@@ -47,7 +46,7 @@ def _starts(shifts: list[Shift], since: datetime, now: datetime) -> list[Shift]:
 
 
 def due_handoffs(
-    session: Session, config: FileConfig, now: datetime, lookback: timedelta = LOOKBACK
+    session: Session, config: OncallConfig, now: datetime, lookback: timedelta = LOOKBACK
 ) -> list[DueHandoff]:
     """Record and return the hand-offs in (now - lookback, now] not announced yet."""
     now = utc(now)
@@ -75,7 +74,7 @@ def due_handoffs(
                             schedule=name,
                             starts_at=shift.start,
                             person=shift.person,
-                            announced_at=utcnow(),
+                            announced_at=now,
                         )
                     )
             except IntegrityError:

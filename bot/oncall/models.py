@@ -1,9 +1,10 @@
-"""On-call state in the database: overrides, pages, their notifications and events.
+"""On-call state in the database: overrides, pages, their notifications, hand-offs.
 
 A page is a state machine (triggered -> acknowledged -> resolved, or exhausted). Its
 `generation` is the token every scheduled escalation job carries: a job acts only if the
 page is still triggered and the generation still matches, so a job that fires late, twice,
-or after an acknowledgement does nothing.
+or after an acknowledgement does nothing. A page's history is in the timeline
+(`bot.timeline`), with the page's id on each event.
 """
 
 from __future__ import annotations
@@ -11,15 +12,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.db import Base, append_only, utcnow
+from bot.db import Base
+from bot.oncall.targets import EscalationSnapshot, Target
 
 TRIGGERED = "triggered"
 ACKNOWLEDGED = "acknowledged"
 RESOLVED = "resolved"
 EXHAUSTED = "exhausted"
+# A page is open until it is resolved: an exhausted page still stands for a live problem,
+# so a repeat of its alert finds it instead of paging again.
+OPEN_STATES = (TRIGGERED, ACKNOWLEDGED, EXHAUSTED)
+_OPEN = "state IN ('triggered', 'acknowledged', 'exhausted') AND dedup_key IS NOT NULL"
 
 
 class OncallOverride(Base):
@@ -33,13 +39,24 @@ class OncallOverride(Base):
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime]
     cancelled_at: Mapped[datetime | None]
     cancelled_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class Page(Base):
     __tablename__ = "pages"
+    # A dedup key names one open page at a time; once it is resolved the key is free, so
+    # an alert that fires again after its page resolved pages again.
+    __table_args__ = (
+        Index(
+            "uq_pages_open_dedup_key",
+            "dedup_key",
+            unique=True,
+            sqlite_where=text(_OPEN),
+            postgresql_where=text(_OPEN),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     target: Mapped[str] = mapped_column(String(128))  # user:NAME | schedule:NAME | policy:NAME
@@ -54,17 +71,25 @@ class Page(Base):
     generation: Mapped[int] = mapped_column(default=0)
     next_escalation_at: Mapped[datetime | None]
     created_by: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime]
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     acknowledged_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(64))
     resolved_at: Mapped[datetime | None]
     exhausted_at: Mapped[datetime | None]
-    dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    dedup_key: Mapped[str | None] = mapped_column(String(200))
 
     @property
     def reference(self) -> str:
         return f"P-{self.id}"
+
+    @property
+    def paged(self) -> Target:
+        return Target.parse(self.target)
+
+    @property
+    def snapshot(self) -> EscalationSnapshot:
+        return EscalationSnapshot.from_json(self.policy)
 
 
 class PageNotification(Base):
@@ -85,22 +110,8 @@ class PageNotification(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
-
-
-class PageEvent(Base):
-    """The page's own append-only history (triggered, notified, escalated, acknowledged...)."""
-
-    __tablename__ = "page_events"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(40))
-    actor: Mapped[str] = mapped_column(String(64))
-    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
-    text: Mapped[str] = mapped_column(Text)
-    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class Handoff(Base):
@@ -113,7 +124,4 @@ class Handoff(Base):
     schedule: Mapped[str] = mapped_column(String(64))
     starts_at: Mapped[datetime]
     person: Mapped[str | None] = mapped_column(String(64))
-    announced_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-append_only(PageEvent)
+    announced_at: Mapped[datetime]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.config import Person
+from bot.people import Person
 
 
 @dataclass(frozen=True)

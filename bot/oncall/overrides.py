@@ -12,15 +12,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.config import FileConfig
-from bot.db import utcnow
-from bot.oncall.configuration import Schedule
+from bot.oncall.configuration import OncallConfig, Schedule
 from bot.oncall.errors import OncallError
 from bot.oncall.models import OncallOverride
 from bot.oncall.rotation import OverrideSpan, utc
 
 
-def schedule_named(config: FileConfig, name: str) -> Schedule:
+def schedule_named(config: OncallConfig, name: str) -> Schedule:
     """The schedule called `name`, or an OncallError that lists the ones there are."""
     schedule = config.schedules.get(name)
     if schedule is None:
@@ -31,13 +29,14 @@ def schedule_named(config: FileConfig, name: str) -> Schedule:
 
 def add(
     session: Session,
-    config: FileConfig,
+    config: OncallConfig,
     *,
     schedule: str,
     person: str,
     starts_at: datetime,
     ends_at: datetime,
     created_by: str,
+    now: datetime,
 ) -> OncallOverride:
     """Put `person` on call for `schedule` over [starts_at, ends_at) (aware datetimes)."""
     schedule_named(config, schedule)
@@ -55,7 +54,7 @@ def add(
             f"The override ends ({ends_at:%Y-%m-%d %H:%M} UTC) before it starts "
             f"({starts_at:%Y-%m-%d %H:%M} UTC); the end must come later."
         )
-    if ends_at <= utcnow():
+    if ends_at <= now:
         raise OncallError(
             f"The override would end at {ends_at:%Y-%m-%d %H:%M} UTC, which is already past."
         )
@@ -65,14 +64,14 @@ def add(
         starts_at=starts_at,
         ends_at=ends_at,
         created_by=created_by,
-        created_at=utcnow(),
+        created_at=now,
     )
     session.add(override)
     session.flush()
     return override
 
 
-def cancel(session: Session, override_id: int, *, by: str) -> OncallOverride:
+def cancel(session: Session, override_id: int, *, by: str, now: datetime) -> OncallOverride:
     """End override `override_id` now; an unknown or already cancelled one is an error."""
     override = session.scalars(
         select(OncallOverride).where(OncallOverride.id == override_id).with_for_update()
@@ -86,7 +85,7 @@ def cancel(session: Session, override_id: int, *, by: str) -> OncallOverride:
             f"Override #{override_id} was already cancelled "
             f"(at {override.cancelled_at:%Y-%m-%d %H:%M} UTC by {override.cancelled_by})."
         )
-    override.cancelled_at = utcnow()
+    override.cancelled_at = now
     override.cancelled_by = by
     session.flush()
     return override
@@ -121,7 +120,7 @@ def configured(schedule: Schedule) -> list[OverrideSpan]:
 
 
 def spans(
-    session: Session, config: FileConfig, schedule: str, start: datetime, end: datetime
+    session: Session, config: OncallConfig, schedule: str, start: datetime, end: datetime
 ) -> list[OverrideSpan]:
     """Config overrides then run-time ones over [start, end), lowest priority first."""
     start, end = utc(start), utc(end)

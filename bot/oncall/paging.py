@@ -16,24 +16,25 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.config import FileConfig
-from bot.incidents import service as incidents
-from bot.incidents.models import Incident
+from bot import timeline
+from bot.oncall.configuration import OncallConfig
 from bot.oncall.models import (
     ACKNOWLEDGED,
     EXHAUSTED,
+    OPEN_STATES,
     RESOLVED,
     TRIGGERED,
     Page,
-    PageEvent,
     PageNotification,
 )
 from bot.oncall.notify import Notification
+from bot.oncall.targets import EscalationSnapshot, SnapshotStep, Target
+from bot.timeline import BOT, TimelineEvent
 
 MAX_MESSAGE = 1000
-BOT = "firebreak"
 # Waits between tries of one notification; the last repeats until max_attempts.
 BACKOFF = (timedelta(seconds=5), timedelta(seconds=15), timedelta(seconds=45), timedelta(minutes=2))
 STALE_SENDING = timedelta(minutes=2)
@@ -41,13 +42,6 @@ STALE_SENDING = timedelta(minutes=2)
 
 class PagingError(Exception):
     """A page request that cannot be honoured; the message is shown to the user as is."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    page: Page
-    changed: bool
-    message: str
 
 
 @dataclass(frozen=True)
@@ -62,55 +56,70 @@ class Step:
     exhausted: bool = False
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a request did to a page: the fact it recorded, or (unchanged) why not."""
+
+    page: Page
+    event: TimelineEvent | None
+    reason: str = ""
+    step: Step | None = None  # the step an escalate-now ran at once
+
+    @property
+    def changed(self) -> bool:
+        return self.event is not None
+
+
+@dataclass(frozen=True)
+class Triggered:
+    """A new page with its first step already run, or the open page its dedup key names."""
+
+    page: Page
+    created: bool
+    step: Step | None
+
+
 # -- targets and policies ---------------------------------------------------------------
 
 
-def policy_for(config: FileConfig, target: str) -> dict[str, Any]:
-    """The escalation chain a page to `target` follows, as plain data for the page row."""
-    kind, _, name = target.partition(":")
-    if kind == "policy":
-        if name not in config.escalation_policies:
-            raise PagingError(_unknown("policy", name, config.escalation_policies))
-        policy = config.escalation_policies[name]
-        steps = [
-            {"targets": list(step.targets), "wait": step.wait.total_seconds()}
-            for step in policy.steps
-        ]
-        return {"steps": steps, "repeat": policy.repeat}
-    if kind == "service":
-        if name not in config.services:
-            raise PagingError(_unknown("service", name, config.services))
-        return policy_for(config, f"policy:{config.services[name].escalation_policy}")
-    if kind == "user" and name not in config.people:
-        raise PagingError(_unknown("person", name, config.people))
-    if kind == "schedule" and name not in config.schedules:
-        raise PagingError(_unknown("schedule", name, config.schedules))
-    if kind not in ("user", "schedule"):
-        raise PagingError(
-            f"`{target}` is not something I can page; use @person, user:NAME, "
-            "schedule:NAME, policy:NAME or service:NAME."
-        )
-    wait = config.paging.wait.total_seconds()
-    return {"steps": [{"targets": [target], "wait": wait}], "repeat": config.paging.repeat}
+def snapshot_for(config: OncallConfig, target: Target) -> EscalationSnapshot:
+    """The escalation a page to `target` follows, copied from the configuration now."""
+    if target.kind == "policy":
+        policy = config.escalation_policies.get(target.name)
+        if policy is None:
+            raise PagingError(_unknown("policy", target.name, config.escalation_policies))
+        return policy.snapshot()
+    if target.kind == "service":
+        service = config.services.get(target.name)
+        if service is None:
+            raise PagingError(_unknown("service", target.name, config.services))
+        return snapshot_for(config, Target("policy", service.escalation_policy))
+    if target.kind == "user" and target.name not in config.people:
+        raise PagingError(_unknown("person", target.name, config.people))
+    if target.kind == "schedule" and target.name not in config.schedules:
+        raise PagingError(_unknown("schedule", target.name, config.schedules))
+    step = SnapshotStep((target,), config.paging.wait)
+    return EscalationSnapshot((step,), config.paging.repeat)
 
 
 def _unknown(what: str, name: str, known: dict[str, Any]) -> str:
     choices = ", ".join(known) or "none configured"
-    return f"There is no {what} `{name}`. Known: {choices}."
+    return f"There is no {what} `{name[:64]}`. Known: {choices}."
 
 
-def people_for(session: Session, config: FileConfig, targets: list[str], at: datetime) -> list[str]:
+def people_for(
+    session: Session, config: OncallConfig, targets: tuple[Target, ...], at: datetime
+) -> list[str]:
     """The people a step reaches at `at`, in order, each once; schedules resolve to whoever
     is on call (nobody, if the schedule has a gap)."""
-    from bot.oncall.schedules import on_call  # the schedules module depends on config only
+    from bot.oncall.schedules import on_call  # schedules import this package's config only
 
     people: list[str] = []
     for target in targets:
-        kind, _, name = target.partition(":")
-        if kind == "user":
-            people.append(name)
-        elif kind == "schedule":
-            shift = on_call(session, config, name, at)
+        if target.kind == "user":
+            people.append(target.name)
+        elif target.kind == "schedule":
+            shift = on_call(session, config, target.name, at)
             if shift is not None:
                 people.append(shift.person)
     return list(dict.fromkeys(people))
@@ -120,22 +129,20 @@ def people_for(session: Session, config: FileConfig, targets: list[str], at: dat
 
 
 def _event(
-    session: Session, page: Page, kind: str, text: str, actor: str, now: datetime, **data: Any
-) -> None:
-    session.add(
-        PageEvent(page_id=page.id, kind=kind, actor=actor, occurred_at=now, text=text, data=data)
+    session: Session, page: Page, kind: str, actor: str, now: datetime, **data: Any
+) -> TimelineEvent:
+    """The page's fact, in its incident's timeline too when it has one (one row, not two)."""
+    event = timeline.record(
+        session,
+        kind,
+        now=now,
+        actor=actor,
+        incident_id=page.incident_id,
+        page_id=page.id,
+        data=data,
     )
-    if page.incident_id is not None:
-        incident = session.get(Incident, page.incident_id)  # the identity map, not a query
-        assert incident is not None
-        incidents.record(
-            session,
-            incident,
-            f"page_{kind}",
-            f"{page.reference}: {text}",
-            actor=actor,
-            data={"page": page.id, **data},
-        )
+    assert event is not None
+    return event
 
 
 def get(session: Session, page_id: int, *, lock: bool = False) -> Page:
@@ -148,18 +155,15 @@ def get(session: Session, page_id: int, *, lock: bool = False) -> Page:
     return page
 
 
-def trigger(
-    session: Session,
-    config: FileConfig,
-    *,
-    target: str,
-    message: str,
-    created_by: str,
-    now: datetime,
-    incident_id: int | None = None,
-    dedup_key: str | None = None,
-) -> Page:
-    """Record a new page, due to escalate at once (generation 1)."""
+def open_page_by_key(session: Session, dedup_key: str, *, lock: bool = False) -> Page | None:
+    """The open (not resolved) page with this dedup key, if any."""
+    query = select(Page).where(Page.dedup_key == dedup_key, Page.state.in_(OPEN_STATES))
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def validate_message(message: str) -> str:
     message = " ".join(message.split())
     if not message:
         raise PagingError(
@@ -167,15 +171,37 @@ def trigger(
         )
     if len(message) > MAX_MESSAGE:
         raise PagingError(f"The message is {len(message)} characters; keep it to {MAX_MESSAGE}.")
+    return message
+
+
+def trigger(
+    session: Session,
+    config: OncallConfig,
+    *,
+    target: Target,
+    message: str,
+    created_by: str,
+    now: datetime,
+    incident_id: int | None = None,
+    dedup_key: str | None = None,
+) -> Triggered:
+    """Record a new page and run its first step, in the caller's transaction.
+
+    Because the first step commits with the page, nothing (the reconcile pass on another
+    replica, a retried request) can ever see a triggered page whose first step has not run.
+    A `dedup_key` that names an open page returns that page and pages nobody.
+    """
+    message = validate_message(message)
+    snapshot = snapshot_for(config, target)
     if dedup_key is not None:
-        existing = session.scalars(select(Page).where(Page.dedup_key == dedup_key)).one_or_none()
+        existing = open_page_by_key(session, dedup_key)
         if existing is not None:
-            return existing
+            return Triggered(existing, created=False, step=None)
     page = Page(
-        target=target,
+        target=str(target),
         message=message,
         incident_id=incident_id,
-        policy=policy_for(config, target),
+        policy=snapshot.to_json(),
         state=TRIGGERED,
         step=0,
         cycle=0,
@@ -185,37 +211,39 @@ def trigger(
         created_at=now,
         dedup_key=dedup_key,
     )
-    session.add(page)
-    session.flush()
-    _event(session, page, "triggered", f"Paged {target}: {message}", created_by, now, target=target)
-    return page
+    try:
+        with session.begin_nested():
+            session.add(page)
+    except IntegrityError:
+        if dedup_key is None:
+            raise
+        raced = open_page_by_key(session, dedup_key)
+        if raced is None:
+            raise
+        return Triggered(raced, created=False, step=None)
+    _event(session, page, "page_triggered", created_by, now, target=str(target), message=message)
+    step = escalate(session, config, page.id, page.generation, now)
+    return Triggered(page, created=True, step=step)
 
 
 def escalate(
-    session: Session, config: FileConfig, page_id: int, generation: int, now: datetime
+    session: Session, config: OncallConfig, page_id: int, generation: int, now: datetime
 ) -> Step | None:
     """Run the page's next step if `generation` is still current; None if this job is stale."""
     page = get(session, page_id, lock=True)
     if page.state != TRIGGERED or page.generation != generation:
         return None
-    steps: list[dict[str, Any]] = page.policy["steps"]
-    if page.step >= len(steps):
-        if page.cycle >= int(page.policy.get("repeat", 0)):
+    snapshot = page.snapshot
+    if page.step >= len(snapshot.steps):
+        if page.cycle >= snapshot.repeat:
             page.state, page.exhausted_at, page.next_escalation_at = EXHAUSTED, now, None
             page.generation += 1
-            _event(
-                session,
-                page,
-                "exhausted",
-                "Nobody acknowledged; every step and repeat went unanswered",
-                BOT,
-                now,
-            )
+            _event(session, page, "page_exhausted", BOT, now)
             return Step(page.id, page.generation, None, exhausted=True)
         page.cycle += 1
         page.step = 0
-    step = steps[page.step]
-    people = people_for(session, config, list(step["targets"]), now)
+    step = snapshot.steps[page.step]
+    people = people_for(session, config, step.targets, now)
     created: list[PageNotification] = []
     for person in people:
         contact = config.people.get(person)
@@ -234,31 +262,29 @@ def escalate(
             session.add(notification)
             created.append(notification)
     number = page.step + 1
-    repeat = f" (repeat {page.cycle})" if page.cycle else ""
     if people:
-        names = ", ".join(people)
         _event(
             session,
             page,
-            "notified",
-            f"Step {number}{repeat}: notified {names}",
+            "page_step_notified",
             BOT,
             now,
             step=number,
             cycle=page.cycle,
             people=people,
         )
-        wait = timedelta(seconds=float(step["wait"]))
+        wait = step.wait
     else:
+        targets = [str(t) for t in step.targets]
         _event(
             session,
             page,
-            "nobody",
-            f"Step {number}{repeat}: nobody to notify ({', '.join(step['targets'])})",
+            "page_step_nobody",
             BOT,
             now,
             step=number,
             cycle=page.cycle,
+            targets=targets,
         )
         wait = timedelta(0)  # nobody was told: move on rather than wait for no one
     page.step += 1
@@ -281,46 +307,40 @@ def _stop_notifying(session: Session, page: Page) -> None:
 def acknowledge(session: Session, page_id: int, *, by: str, now: datetime) -> Outcome:
     page = get(session, page_id, lock=True)
     if page.state == ACKNOWLEDGED:
-        return Outcome(
-            page, False, f"{page.reference} was already acknowledged by <@{page.acknowledged_by}>."
-        )
+        return Outcome(page, None, f"{page.reference} was already acknowledged.")
     if page.state == RESOLVED:
-        return Outcome(
-            page, False, f"{page.reference} is already resolved; nothing to acknowledge."
-        )
+        return Outcome(page, None, f"{page.reference} is already resolved; nothing to acknowledge.")
     page.state, page.acknowledged_by, page.acknowledged_at = ACKNOWLEDGED, by, now
     page.generation += 1
     page.next_escalation_at = None
     _stop_notifying(session, page)
-    _event(session, page, "acknowledged", f"Acknowledged by <@{by}>", by, now)
-    return Outcome(
-        page, True, f":white_check_mark: <@{by}> acknowledged {page.reference}: {page.message}"
-    )
+    return Outcome(page, _event(session, page, "page_acknowledged", by, now))
 
 
 def resolve(session: Session, page_id: int, *, by: str, now: datetime) -> Outcome:
     page = get(session, page_id, lock=True)
     if page.state == RESOLVED:
-        return Outcome(page, False, f"{page.reference} is already resolved.")
+        return Outcome(page, None, f"{page.reference} is already resolved.")
     page.state, page.resolved_by, page.resolved_at = RESOLVED, by, now
     page.generation += 1
     page.next_escalation_at = None
     _stop_notifying(session, page)
-    _event(session, page, "resolved", f"Resolved by <@{by}>", by, now)
-    return Outcome(page, True, f"<@{by}> resolved {page.reference}: {page.message}")
+    return Outcome(page, _event(session, page, "page_resolved", by, now))
 
 
-def escalate_now(session: Session, page_id: int, *, by: str, now: datetime) -> Outcome:
-    """Skip the wait: the next step is due at once (under a new generation)."""
+def escalate_now(
+    session: Session, config: OncallConfig, page_id: int, *, by: str, now: datetime
+) -> Outcome:
+    """Skip the wait: run the next step at once, in this transaction."""
     page = get(session, page_id, lock=True)
     if page.state != TRIGGERED:
         return Outcome(
-            page, False, f"{page.reference} is {page.state}; there is nothing to escalate."
+            page, None, f"{page.reference} is {page.state}; there is nothing to escalate."
         )
     page.generation += 1
-    page.next_escalation_at = now
-    _event(session, page, "escalated", f"<@{by}> escalated now", by, now)
-    return Outcome(page, True, f"<@{by}> escalated {page.reference} to the next step.")
+    event = _event(session, page, "page_escalated", by, now)
+    step = escalate(session, config, page.id, page.generation, now)
+    return Outcome(page, event, step=step)
 
 
 def due_pages(session: Session, now: datetime) -> list[tuple[int, int, datetime]]:
@@ -335,7 +355,7 @@ def due_pages(session: Session, now: datetime) -> list[tuple[int, int, datetime]
 
 
 def claim_notifications(
-    session: Session, config: FileConfig, now: datetime, ids: list[int] | None = None
+    session: Session, config: OncallConfig, now: datetime, ids: list[int] | None = None
 ) -> list[tuple[int, str, Notification]]:
     """Mark due notifications as being sent (one sender each): (id, channel, notification)."""
     query = (
@@ -397,18 +417,10 @@ def finish_notification(
     if row is None or row.status != "sending":
         return None
     page = get(session, row.page_id)
+    facts = {"channel": row.channel, "person": row.person, "attempt": row.attempts}
     if error is None:
         row.status, row.sent_at, row.last_error, row.next_attempt_at = "sent", now, None, None
-        _event(
-            session,
-            page,
-            "delivered",
-            f"{row.channel} to {row.person}",
-            BOT,
-            now,
-            channel=row.channel,
-            person=row.person,
-        )
+        _event(session, page, "page_delivered", BOT, now, **facts)
         return None
     row.last_error = error[:1000]
     if retryable and row.attempts < max_attempts:
@@ -417,24 +429,17 @@ def finish_notification(
         _event(
             session,
             page,
-            "delivery_failed",
-            f"{row.channel} to {row.person} failed (try {row.attempts}, will retry): {row.last_error}",
+            "page_delivery_failed",
             BOT,
             now,
-            channel=row.channel,
-            person=row.person,
+            **facts,
+            error=row.last_error,
+            final=False,
         )
         return row.next_attempt_at
     row.status, row.next_attempt_at = "failed", None
     _event(
-        session,
-        page,
-        "delivery_failed",
-        f"{row.channel} to {row.person} failed for good after {row.attempts} tries: {row.last_error}",
-        BOT,
-        now,
-        channel=row.channel,
-        person=row.person,
+        session, page, "page_delivery_failed", BOT, now, **facts, error=row.last_error, final=True
     )
     return None
 

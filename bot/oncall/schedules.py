@@ -11,14 +11,14 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from bot.config import FileConfig
 from bot.oncall import overrides
+from bot.oncall.configuration import OncallConfig
 from bot.oncall.models import OncallOverride
 from bot.oncall.overrides import schedule_named
 from bot.oncall.rotation import HORIZON, Shift, final_shifts, shift_at, shifts_around, utc
 
 
-def on_call(session: Session, config: FileConfig, schedule: str, at: datetime) -> Shift | None:
+def on_call(session: Session, config: OncallConfig, schedule: str, at: datetime) -> Shift | None:
     """The shift holding `at` (overrides applied), or None when nobody is on call then.
 
     Raises OncallError for an unknown schedule. A naive `at` is taken to be UTC.
@@ -30,7 +30,7 @@ def on_call(session: Session, config: FileConfig, schedule: str, at: datetime) -
 
 
 def upcoming(
-    session: Session, config: FileConfig, schedule: str, at: datetime, count: int = 2
+    session: Session, config: OncallConfig, schedule: str, at: datetime, count: int = 2
 ) -> list[Shift]:
     """`count` shifts from `at` on: the one holding `at` first (if anyone is on call then),
     then the ones after it, each whole (up to a year either side of `at`)."""
@@ -41,7 +41,7 @@ def upcoming(
 
 
 def shifts(
-    session: Session, config: FileConfig, schedule: str, start: datetime, end: datetime
+    session: Session, config: OncallConfig, schedule: str, start: datetime, end: datetime
 ) -> list[Shift]:
     """The final shifts over [start, end), clipped to it."""
     definition = schedule_named(config, schedule)
@@ -69,7 +69,7 @@ _SLACK = 6
 
 
 def stretches(
-    session: Session, config: FileConfig, schedule: str, at: datetime, count: int = 2
+    session: Session, config: OncallConfig, schedule: str, at: datetime, count: int = 2
 ) -> list[Shift]:
     """Like `upcoming`, but each person's touching shifts joined (see `by_person`)."""
     return by_person(upcoming(session, config, schedule, at, count=count + _SLACK))[:count]
@@ -88,7 +88,7 @@ class Status:
 
 
 def status(
-    session: Session, config: FileConfig, schedule: str, at: datetime, count: int = 1
+    session: Session, config: OncallConfig, schedule: str, at: datetime, count: int = 1
 ) -> Status:
     """What `/oncall` and `firebreak oncall` show for one schedule: the current stretch (a
     person's touching shifts joined), the `count` after it, and the overrides not yet over."""
@@ -102,7 +102,7 @@ def status(
 
 
 def statuses(
-    session: Session, config: FileConfig, at: datetime, names: list[str] | None = None
+    session: Session, config: OncallConfig, at: datetime, names: list[str] | None = None
 ) -> list[Status]:
     """`status` for the named schedules, or all of them in configuration order."""
     return [status(session, config, name, at) for name in (names or list(config.schedules))]

@@ -22,14 +22,29 @@ _PART = re.compile(r"(\d+)([smhdw])")
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
+MAX_DURATION = timedelta(days=365)
+
+
 def parse_duration(value: Any) -> timedelta:
-    """'30s', '5m', '1h30m', '2d', '1w' (a bare number is refused: say the unit)."""
-    text = str(value).strip().lower().replace(" ", "")
-    if isinstance(value, bool) or not _DURATION.match(text):
-        raise ValueError(f"{value!r} is not a duration; write it like 30s, 5m, 1h30m, 2d or 1w")
-    seconds = sum(int(number) * _UNITS[unit] for number, unit in _PART.findall(text))
+    """'30s', '5m', '1h30m', '2d', '1w' (a bare number is refused: say the unit).
+
+    At most `MAX_DURATION` (a year): waits, turns and timeouts longer than that are mistakes,
+    and a limit keeps every sum of times far from `datetime`'s range.
+    """
+    # Only text can be a duration (a bare number has no unit); long text is never one.
+    text = value.strip().lower().replace(" ", "") if isinstance(value, str) else ""
+    if len(text) > 64 or not _DURATION.match(text):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ValueError(f"{shown} is not a duration; write it like 30s, 5m, 1h30m, 2d or 1w")
+    parts = _PART.findall(text)
+    too_long = f"{value!r} is longer than a year; the limit is 365d (52w1d)"
+    if any(len(number.lstrip("0")) > 9 for number, _ in parts):  # before int(): no overflow
+        raise ValueError(too_long)
+    seconds = sum(int(number) * _UNITS[unit] for number, unit in parts)
     if seconds <= 0:
         raise ValueError(f"{value!r} must be longer than zero")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(too_long)
     return timedelta(seconds=seconds)
 
 
@@ -76,8 +91,8 @@ def parse_rotation(value: Any) -> Rotation:
     if text == "daily":
         return Rotation(timedelta(days=1), "daily")
     hourly = re.fullmatch(r"hourly\s*:\s*(\d+)", text)
-    if hourly and int(hourly.group(1)) > 0:
-        hours = int(hourly.group(1))
+    if hourly and hourly.group(1).strip("0"):
+        hours = parse_duration(f"{hourly.group(1)}h") // timedelta(hours=1)
         return Rotation(timedelta(hours=hours), f"hourly:{hours}")
     every = re.fullmatch(r"every\s*:?\s*(\S+)", text)
     if every:

@@ -7,11 +7,14 @@ header, 250 a topic. Times are rendered with `<!date^...>` so each reader sees t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from bot.config import IncidentsSection
-from bot.incidents.models import Incident, TimelineEvent
+from bot.incidents.config import RESOLVED, IncidentsSection
+from bot.incidents.models import Incident
+from bot.slack import timeline as timeline_text
+from bot.slack.text import escape
+from bot.slack.when import when
+from bot.timeline import TimelineEvent
 
 Block = dict[str, Any]
 MAX_BLOCKS = 50
@@ -29,22 +32,22 @@ VIEW_DECLARE = "incident_declare"
 VIEW_NOTE = "incident_note_view"
 
 
-def when(moment: datetime, style: str = "{date_short_pretty} {time}") -> str:
-    """A Slack date token: shown in the reader's time zone, UTC ISO text as the fallback."""
-    return f"<!date^{int(moment.timestamp())}^{style}|{moment.strftime('%Y-%m-%d %H:%M UTC')}>"
-
-
 def _text(text: str) -> dict[str, str]:
     return {"type": "mrkdwn", "text": text[:MAX_SECTION]}
 
 
-def _plain(text: str, limit: int = 75) -> dict[str, Any]:
-    return {"type": "plain_text", "text": text[:limit], "emoji": True}
+def plain_text(text: str, limit: int = 75) -> dict[str, Any]:
+    """A plain_text object, cut to Slack's `limit` with an ellipsis."""
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+_plain = plain_text
 
 
 def topic(incident: Incident, commander: str | None) -> str:
     lead = f"Commander: <@{commander}>" if commander else "Commander: unassigned"
-    text = f"{incident.severity.upper()} · {incident.status} · {lead} · {incident.reference}: {incident.title}"
+    text = f"{incident.severity.upper()} · {incident.status} · {lead} · {incident.reference}: {escape(incident.title)}"
     return text if len(text) <= MAX_TOPIC else text[: MAX_TOPIC - 1] + "…"
 
 
@@ -71,9 +74,9 @@ def summary(incident: Incident, roles: dict[str, str], policy: IncidentsSection)
         {"type": "section", "fields": fields},
     ]
     if incident.description:
-        blocks.append({"type": "section", "text": _text(incident.description)})
+        blocks.append({"type": "section", "text": _text(escape(incident.description))})
     if incident.is_resolved and incident.resolved_at is not None:
-        resolution = f": {incident.resolution}" if incident.resolution else ""
+        resolution = f": {escape(incident.resolution)}" if incident.resolution else ""
         blocks.append(
             {
                 "type": "section",
@@ -85,7 +88,7 @@ def summary(incident: Incident, roles: dict[str, str], policy: IncidentsSection)
         return blocks
     value = str(incident.id)
     severities = list(policy.severities)
-    open_statuses = [s for s in policy.statuses if s != "resolved"]
+    open_statuses = [s for s in policy.statuses if s != RESOLVED]
     blocks.append(
         {
             "type": "actions",
@@ -135,9 +138,7 @@ def summary(incident: Incident, roles: dict[str, str], policy: IncidentsSection)
 
 
 def summary_text(incident: Incident) -> str:
-    return (
-        f"{incident.reference} [{incident.severity.upper()} · {incident.status}] {incident.title}"
-    )
+    return f"{incident.reference} [{incident.severity.upper()} · {incident.status}] {escape(incident.title)}"
 
 
 def announcement(incident: Incident) -> list[Block]:
@@ -148,16 +149,11 @@ def announcement(incident: Incident) -> list[Block]:
             "type": "section",
             "text": _text(
                 f":rotating_light: *{incident.reference}* {incident.severity.upper()} · {state}\n"
-                f"*{incident.title}*\nDeclared by <@{incident.declared_by}> {when(incident.declared_at)}"
+                f"*{escape(incident.title)}*\nDeclared by <@{incident.declared_by}> {when(incident.declared_at)}"
                 f" · join {channel}"
             ),
         }
     ]
-
-
-def timeline_line(event: TimelineEvent) -> str:
-    who = "Firebreak" if event.actor == "firebreak" else f"<@{event.actor}>"
-    return f"{when(event.occurred_at, '{time_secs}')} · *{event.kind}* · {who}: {event.text}"
 
 
 def timeline(incident: Incident, events: Sequence[TimelineEvent]) -> list[Block]:
@@ -165,7 +161,7 @@ def timeline(incident: Incident, events: Sequence[TimelineEvent]) -> list[Block]
     header: Block = {"type": "header", "text": _plain(f"Timeline of {incident.reference}", 150)}
     sections: list[str] = []
     current = ""
-    for line in (timeline_line(event) for event in events):
+    for line in (timeline_text.line(event) for event in events):
         line = line[: MAX_SECTION - 1]
         if current and len(current) + 1 + len(line) > MAX_SECTION:
             sections.append(current)
@@ -183,9 +179,7 @@ def timeline(incident: Incident, events: Sequence[TimelineEvent]) -> list[Block]
             {
                 "type": "context",
                 "elements": [
-                    _text(
-                        f"{left_out} earlier events not shown; `firebreak postmortem {incident.reference}` has them all."
-                    )
+                    _text(f"{left_out} earlier events are not shown here; the newest are below.")
                 ],
             }
         )
@@ -201,7 +195,7 @@ def open_list(incidents: Sequence[Incident]) -> str:
     lines = [
         f"• *{i.reference}* {i.severity.upper()} · {i.status} · "
         + (f"<#{i.channel_id}>" if i.channel_id else "(no channel yet)")
-        + f" · {i.title}"
+        + f" · {escape(i.title)}"
         for i in incidents
     ]
     return f"*Open incidents ({len(incidents)})*\n" + "\n".join(lines)

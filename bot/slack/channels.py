@@ -11,8 +11,6 @@ of leaving a ghost and creating `-2`.
 from __future__ import annotations
 
 import logging
-import threading
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -22,12 +20,15 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
+from bot.clock import Clock
 from bot.config import FileConfig
 from bot.db import Database
 from bot.incidents import service
 from bot.incidents.models import Incident
 from bot.incidents.naming import channel_name
+from bot.locks import incident_lock
 from bot.slack import blocks
+from bot.slack.text import plain
 
 log = logging.getLogger(__name__)
 MAX_NAME_ATTEMPTS = 20
@@ -57,11 +58,11 @@ def slack_error(error: Exception) -> str:
 
 
 class IncidentChannels:
-    def __init__(self, db: Database, client: WebClient, config: FileConfig) -> None:
+    def __init__(self, db: Database, client: WebClient, config: FileConfig, clock: Clock) -> None:
         self.db = db
         self.client = client
         self.config = config
-        self._locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
+        self.clock = clock
         self._bot_user_id: str | None = None
 
     def bot_user_id(self) -> str:
@@ -72,7 +73,7 @@ class IncidentChannels:
     # -- setting up -------------------------------------------------------------------
 
     def open(self, incident_id: int, requester: str) -> Setup:
-        with self._locks[incident_id]:
+        with incident_lock(self.db, incident_id):
             with self.db.session_scope() as session:
                 incident = service.get(session, incident_id)
                 declarer, reference = incident.declared_by, incident.reference
@@ -87,10 +88,11 @@ class IncidentChannels:
             self._step(incident_id, "announcement", lambda: self._announce(incident_id))
             return Setup(incident_id, reference, channel_id)
 
-    def _record(self, incident_id: int, kind: str, text: str, **details: Any) -> None:
+    def _record(self, incident_id: int, kind: str, **details: Any) -> None:
         """Append one timeline event in a transaction of its own."""
         with self.db.session_scope() as session:
-            service.record(session, service.get(session, incident_id), kind, text, **details)
+            incident = service.get(session, incident_id)
+            service.record(session, incident, kind, now=self.clock(), **details)
 
     def _step(self, incident_id: int, what: str, action: Any) -> None:
         try:
@@ -105,7 +107,6 @@ class IncidentChannels:
         self._record(
             incident_id,
             "slack_error",
-            f"Slack step '{what}' failed: {reason}",
             data={"step": what, "error": reason},
         )
         return SetupFailed(f"{what} failed ({reason})")
@@ -130,7 +131,7 @@ class IncidentChannels:
             if adopted:
                 return self._save_channel(incident_id, adopted, planned, adopted_channel=True)
         for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
-            name = channel_name(prefix, number, title, attempt)
+            name = channel_name(prefix, number, plain(title), attempt)
             self._plan(incident_id, name)
             try:
                 response = self.client.conversations_create(name=name, is_private=False)
@@ -182,12 +183,11 @@ class IncidentChannels:
         with self.db.session_scope() as session:
             incident = service.get(session, incident_id, lock=True)
             incident.channel_id, incident.channel_name = channel_id, name
-            verb = "Adopted channel" if adopted_channel else "Created channel"
             service.record(
                 session,
                 incident,
                 "channel_created",
-                f"{verb} <#{channel_id}>",
+                now=self.clock(),
                 data={"channel": channel_id, "name": name, "adopted": adopted_channel},
             )
         return channel_id
@@ -200,21 +200,20 @@ class IncidentChannels:
             self._record(
                 incident_id,
                 "responder_invited",
-                f"Invited <@{user}>",
                 data={"user": user},
                 dedup_key=f"invite:{user}",
             )
 
     def invite_quietly(self, incident_id: int, channel_id: str, user: str) -> None:
         """Bring a new role holder into the channel; a failure is recorded, not raised."""
-        with self._locks[incident_id]:
+        with incident_lock(self.db, incident_id):
             self._try_update(
                 incident_id, "members", lambda: self._invite(incident_id, channel_id, user)
             )
 
     def _initial_topic(self, incident_id: int, channel_id: str) -> None:
         text = self._set_topic(incident_id, channel_id)
-        self._record(incident_id, "topic_set", f"Topic: {text}", dedup_key="topic:initial")
+        self._record(incident_id, "topic_set", data={"topic": text}, dedup_key="topic:initial")
 
     def _set_topic(self, incident_id: int, channel_id: str) -> str:
         with self.db.session_scope() as session:
@@ -240,7 +239,7 @@ class IncidentChannels:
                     session,
                     incident,
                     "summary_posted",
-                    "Posted the incident summary",
+                    now=self.clock(),
                     data={"ts": summary_ts},
                 )
         pinned = summary_ts
@@ -248,7 +247,7 @@ class IncidentChannels:
             "already_pinned", lambda: self.client.pins_add(channel=channel_id, timestamp=pinned)
         )
         self._record(
-            incident_id, "summary_pinned", "Pinned the summary", dedup_key=f"pin-summary:{pinned}"
+            incident_id, "summary_pinned", data={"ts": pinned}, dedup_key=f"pin-summary:{pinned}"
         )
 
     def _summary(self, session: Session, incident: Incident) -> Message:
@@ -274,7 +273,7 @@ class IncidentChannels:
                 session,
                 incident,
                 "announced",
-                f"Announced in <#{announce_channel}>",
+                now=self.clock(),
                 data={"channel": announce_channel, "ts": ts},
             )
 
@@ -287,7 +286,7 @@ class IncidentChannels:
         always shows the latest state even when two changes race. A failed update is logged
         and written to the timeline; the change itself is already committed.
         """
-        with self._locks[incident_id]:
+        with incident_lock(self.db, incident_id):
             with self.db.session_scope() as session:
                 incident = service.get(session, incident_id)
                 channel_id = incident.channel_id
@@ -321,7 +320,6 @@ class IncidentChannels:
             self._record(
                 incident_id,
                 "slack_error",
-                f"Could not update the {what}: {reason}",
                 data={"step": f"update {what}", "error": reason},
             )
 

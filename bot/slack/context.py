@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from slack_sdk import WebClient
 
+from bot.clock import Clock
 from bot.config import FileConfig
 from bot.db import Database
-from bot.scheduler import Paging
+from bot.jobs import JobRunner
+from bot.pager import Pager
 from bot.slack.channels import IncidentChannels
 from bot.workers import WorkerPool
 
@@ -20,4 +22,6 @@ class ListenerContext:
     client: WebClient
     channels: IncidentChannels
     workers: WorkerPool
-    paging: Paging
+    pager: Pager
+    jobs: JobRunner
+    clock: Clock

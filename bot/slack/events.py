@@ -46,4 +46,5 @@ def _copy_to_timeline(ctx: ListenerContext, channel: str, ts: str, user: str) ->
                 author=message.get("user") or message.get("bot_id"),
                 text=message.get("text") or "(no text)",
                 actor=user,
+                now=ctx.clock(),
             )

@@ -17,6 +17,7 @@ from bot.incidents import service
 from bot.incidents.models import Incident
 from bot.incidents.service import Change, IncidentError
 from bot.slack import blocks, grammar
+from bot.slack import timeline as timeline_text
 from bot.slack.channels import SetupFailed, slack_error
 from bot.slack.context import ListenerContext
 from bot.slack.grammar import ParseError
@@ -48,6 +49,7 @@ def declare(
                 declared_by=user,
                 declare_key=key,
                 policy=ctx.config.incidents,
+                now=ctx.clock(),
             )
             incident_id, reference = declaration.incident.id, declaration.incident.reference
     except IncidentError as error:
@@ -85,7 +87,7 @@ def in_channel(
             if incident is None:
                 answer = {"text": _not_an_incident_channel(session)}
             elif isinstance(command, grammar.ShowTimeline):
-                events = service.timeline(session, incident)
+                events = service.events(session, incident)
                 answer = {
                     "text": f"Timeline of {incident.reference}",
                     "blocks": blocks.timeline(incident, events),
@@ -98,11 +100,11 @@ def in_channel(
         reply(**answer)
         return
     assert change is not None
-    if not change.changed:
-        reply(text=change.message)
+    if change.event is None:
+        reply(text=change.reason)
         return
     try:
-        ctx.channels.post(channel, change.message)
+        ctx.channels.post(channel, timeline_text.post(change.event))
     except Exception as error:  # the change is committed; say so rather than fail
         log.warning("posting to %s failed: %s", channel, slack_error(error))
         reply(text=f"Done, but I could not post in the channel: {slack_error(error)}")
@@ -115,18 +117,22 @@ def in_channel(
 def _apply(
     session: Session, ctx: ListenerContext, incident: Incident, command: grammar.Command, user: str
 ) -> Change:
-    policy = ctx.config.incidents
+    policy, now = ctx.config.incidents, ctx.clock()
     match command:
         case grammar.SetSeverity(severity):
-            return service.set_severity(session, incident, severity, actor=user, policy=policy)
+            return service.set_severity(
+                session, incident, severity, actor=user, policy=policy, now=now
+            )
         case grammar.SetStatus(status):
-            return service.set_status(session, incident, status, actor=user, policy=policy)
+            return service.set_status(session, incident, status, actor=user, policy=policy, now=now)
         case grammar.AssignRole(role, user_id):
-            return service.assign_role(session, incident, role, user_id, actor=user, policy=policy)
+            return service.assign_role(
+                session, incident, role, user_id, actor=user, policy=policy, now=now
+            )
         case grammar.AddNote(text):
-            return service.add_note(session, incident, text, actor=user)
+            return service.add_note(session, incident, text, actor=user, now=now)
         case grammar.Resolve(summary):
-            return service.resolve(session, incident, summary, actor=user)
+            return service.resolve(session, incident, summary, actor=user, now=now)
     raise AssertionError(f"not a channel command: {command!r}")
 
 

@@ -1,36 +1,25 @@
 """Announcing hand-offs in Slack: a DM to the incoming person, a line in `handoff_channel`.
 
-The scheduler calls `announce_handoffs` every minute. The hand-offs are recorded in one
-transaction first and announced after it commits; a Slack failure is logged and the
-hand-off stays recorded (announcing again a minute later could double-notify).
+The job runner records due hand-offs every minute (`bot.oncall.handoffs`) and, after that
+transaction commits, the announcer calls `announce` for each; a Slack failure is logged and
+the hand-off stays recorded (announcing again a minute later could double-notify).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from slack_sdk import WebClient
 
 from bot.config import FileConfig
-from bot.db import Database
-from bot.oncall.handoffs import DueHandoff, due_handoffs
+from bot.oncall.handoffs import DueHandoff
 from bot.slack import oncall_blocks
 from bot.slack.channels import slack_error
 
 log = logging.getLogger(__name__)
 
 
-def announce_handoffs(db: Database, client: WebClient, config: FileConfig, now: datetime) -> int:
-    """Record and announce the hand-offs due at `now`; returns how many were due."""
-    with db.session_scope() as session:
-        due = due_handoffs(session, config, now)
-    for handoff in due:
-        _announce(client, config, handoff)
-    return len(due)
-
-
-def _announce(client: WebClient, config: FileConfig, handoff: DueHandoff) -> None:
+def announce(client: WebClient, config: FileConfig, handoff: DueHandoff) -> None:
     person = config.people.get(handoff.person)
     if person is not None:
         try:

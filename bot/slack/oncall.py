@@ -15,13 +15,12 @@ from zoneinfo import ZoneInfo
 
 from slack_bolt import Ack, App, Respond
 
-from bot.db import utcnow
 from bot.oncall import overrides, schedules
 from bot.oncall.errors import OncallError
 from bot.slack import flows, oncall_blocks
 from bot.slack import oncall_grammar as grammar
-from bot.slack.blocks import when
 from bot.slack.context import ListenerContext
+from bot.slack.when import when
 
 
 def register(app: App, ctx: ListenerContext) -> None:
@@ -30,10 +29,10 @@ def register(app: App, ctx: ListenerContext) -> None:
     @app.command("/oncall")
     def oncall_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         user = command["user_id"]
-        now = utcnow()
+        now = ctx.clock()
 
         def parse() -> tuple[grammar.Command, datetime | None]:
-            parsed = grammar.parse(command.get("text") or "", ctx.config)
+            parsed = grammar.parse(command.get("text") or "", ctx.config, today=now.date())
             return parsed, _override_end(ctx, parsed, user, now)
 
         answer = flows.acknowledge(
@@ -79,7 +78,9 @@ def _override_end(
 
 def show(ctx: ListenerContext, schedule: str | None, now: datetime, reply: flows.Reply) -> None:
     with ctx.db.session_scope() as session:
-        found = schedules.statuses(session, ctx.config, now, [schedule] if schedule else None)
+        found = schedules.statuses(
+            session, ctx.config.oncall, now, [schedule] if schedule else None
+        )
     reply(
         text=oncall_blocks.fallback(found),
         blocks=oncall_blocks.statuses(ctx.config, found, with_overrides=schedule is not None),
@@ -99,12 +100,13 @@ def add_override(
         with ctx.db.session_scope() as session:
             override = overrides.add(
                 session,
-                ctx.config,
+                ctx.config.oncall,
                 schedule=parsed.schedule,
                 person=parsed.person,
                 starts_at=now,
                 ends_at=ends_at,
                 created_by=user,
+                now=ctx.clock(),
             )
             override_id = override.id
     except OncallError as error:
@@ -123,7 +125,7 @@ def add_override(
 def cancel_override(ctx: ListenerContext, override_id: int, user: str, reply: flows.Reply) -> None:
     try:
         with ctx.db.session_scope() as session:
-            override = overrides.cancel(session, override_id, by=user)
+            override = overrides.cancel(session, override_id, by=user, now=ctx.clock())
             schedule, person = override.schedule, override.person
     except OncallError as error:
         reply(text=f":x: {error}", response_type="ephemeral")

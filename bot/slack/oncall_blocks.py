@@ -13,7 +13,8 @@ from bot.oncall.handoffs import DueHandoff
 from bot.oncall.models import OncallOverride
 from bot.oncall.rotation import Shift
 from bot.oncall.schedules import Status
-from bot.slack.blocks import MAX_BLOCKS, Block, when
+from bot.slack.blocks import MAX_BLOCKS, Block
+from bot.slack.when import when
 
 MAX_OVERRIDES_SHOWN = 10
 

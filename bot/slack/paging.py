@@ -1,4 +1,4 @@
-"""`/page` and the buttons on a page's direct message."""
+"""`/page` and the buttons on a page's direct message: parse, acknowledge, run, render."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
+from bot import timeline
 from bot.incidents import service as incidents
 from bot.oncall.paging import Outcome, PagingError
 from bot.slack import blocks, flows, page_grammar
+from bot.slack import timeline as timeline_text
 from bot.slack.context import ListenerContext
+from bot.slack.text import escape
 
 
 def register(app: App, ctx: ListenerContext) -> None:
@@ -67,34 +70,47 @@ def trigger(
         incident = incidents.find_by_channel(session, channel)
         incident_id = incident.id if incident is not None else None
     try:
-        page = ctx.paging.page(
+        result = ctx.pager.trigger(
             target=command.target, message=command.message, created_by=user, incident_id=incident_id
         )
     except PagingError as error:
         reply(text=str(error))
         return
+    with ctx.db.session_scope() as session:
+        events = timeline.for_page(session, result.page.id)
+    triggered = next(e for e in events if e.kind == "page_triggered")
     about = f" for INC-{incident_id}" if incident_id else ""
-    reply(text=f":pager: Paged {command.target}{about}: {page.message} ({page.reference}).")
+    reply(text=f"{timeline_text.post(triggered)}{about}.")
     if incident_id is not None:
-        ctx.channels.post(
-            channel, f":pager: <@{user}> paged {command.target}: {page.message} ({page.reference})"
-        )
+        ctx.channels.post(channel, timeline_text.post(triggered))
 
 
 def act(ctx: ListenerContext, verb: str, page_id: int, *, user: str, reply: flows.Reply) -> None:
     actions: dict[str, Callable[[int, str], Outcome]] = {
-        "ack": ctx.paging.acknowledge,
-        "escalate": ctx.paging.escalate_now,
-        "resolve": ctx.paging.resolve,
+        "ack": ctx.pager.acknowledge,
+        "escalate": ctx.pager.escalate_now,
+        "resolve": ctx.pager.resolve,
     }
     try:
         outcome = actions[verb](page_id, user)
     except PagingError as error:
         reply(text=str(error))
         return
-    reply(text=outcome.message)
-    if outcome.changed and outcome.page.incident_id is not None:
+    if outcome.event is None:
+        reply(text=_unchanged(outcome))
+        return
+    text = f"{timeline_text.post(outcome.event)}: {escape(outcome.page.message)}"
+    reply(text=text)
+    if outcome.page.incident_id is not None:
         with ctx.db.session_scope() as session:
             channel = incidents.get(session, outcome.page.incident_id).channel_id
         if channel:
-            ctx.channels.post(channel, outcome.message)
+            ctx.channels.post(channel, text)
+
+
+def _unchanged(outcome: Outcome) -> str:
+    page = outcome.page
+    if page.acknowledged_by and page.state == "acknowledged":
+        by = timeline_text.actor(page.acknowledged_by)
+        return f"{page.reference} was already acknowledged by {by}."
+    return outcome.reason

@@ -1,0 +1,242 @@
+"""The job runner: what the scheduler leader runs, rebuilt from the database at takeover.
+
+Only the leader (see `bot.leader`) runs the APScheduler here, with an in-memory job store:
+every job is derived from database state, so nothing is lost when a leader dies. Its jobs:
+
+- one escalation job per page generation (`page-<id>-g<generation>`), at the page's due time;
+- one delivery job per notification retry, at its next attempt;
+- reconcile, every few seconds: recreates any job the rows call for (a page triggered on
+  another replica, a job a dead leader held) and runs whatever is overdue, once;
+- hand-offs, every minute.
+
+A job re-reads its row under a lock and does nothing unless the state and generation still
+match (`bot.oncall.paging.escalate`), so a late, repeated or doubled job never pages twice.
+
+Any replica may deliver the notifications it has just created (`after_commit`): sending is
+claimed row by row, so it needs no leader; only *scheduling* does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from bot.clock import Clock
+from bot.db import Database
+from bot.oncall import paging
+from bot.oncall.configuration import OncallConfig
+from bot.oncall.handoffs import DueHandoff, due_handoffs
+from bot.oncall.models import Page
+from bot.oncall.notify import Notifier, NotifyError
+from bot.oncall.paging import Step
+
+log = logging.getLogger(__name__)
+RECONCILE_EVERY = timedelta(seconds=5)
+HANDOFFS_EVERY = timedelta(minutes=1)
+
+
+class Announcer(Protocol):
+    """Where the runner reports what people must see (Slack, in `bot.slack.announcer`)."""
+
+    def page_exhausted(self, page: Page) -> None: ...
+
+    def handoffs(self, due: list[DueHandoff]) -> None: ...
+
+
+class JobRunner:
+    def __init__(
+        self,
+        db: Database,
+        config: OncallConfig,
+        notifiers: Mapping[str, Notifier],
+        clock: Clock,
+        announcer: Announcer | None = None,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.notifiers = dict(notifiers)
+        self.clock = clock
+        self.announcer = announcer
+        self.scheduler: BackgroundScheduler | None = None
+        self._lock = threading.Lock()
+
+    # -- leadership -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Become the scheduler (the leader calls this); jobs are rebuilt by reconcile."""
+        with self._lock:
+            if self.scheduler is not None:
+                return
+            scheduler = BackgroundScheduler(
+                jobstores={"default": MemoryJobStore()},
+                executors={"default": ThreadPoolExecutor(8)},
+                # Late jobs still run, once: no grace limit, coalesced.
+                job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
+                timezone=UTC,
+            )
+            scheduler.start()
+            scheduler.add_job(
+                self._guarded(self.reconcile),
+                "interval",
+                seconds=RECONCILE_EVERY.total_seconds(),
+                id="reconcile",
+                next_run_time=datetime.now(UTC),
+            )
+            scheduler.add_job(
+                self._guarded(self.announce_handoffs),
+                "interval",
+                seconds=HANDOFFS_EVERY.total_seconds(),
+                id="handoffs",
+            )
+            self.scheduler = scheduler
+        log.info("scheduler started (this replica leads)")
+
+    def stop(self, wait: bool = True) -> None:
+        """Stop scheduling (leadership lost, or shutting down)."""
+        with self._lock:
+            scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None and scheduler.running:
+            scheduler.shutdown(wait=wait)
+            log.info("scheduler stopped")
+
+    @property
+    def running(self) -> bool:
+        scheduler = self.scheduler
+        return scheduler is not None and scheduler.running
+
+    # -- after a transaction that ran a step ----------------------------------------
+
+    def after_commit(self, step: Step | None) -> None:
+        """Send what a committed step created, and schedule the page's next step."""
+        if step is None:
+            return
+        if step.next_at is not None:
+            self._schedule_escalation(step.page_id, step.generation, step.next_at)
+        if step.exhausted:
+            self._announce_exhausted(step.page_id)
+        if step.notifications:
+            self.deliver(step.notifications)
+
+    # -- job bodies -----------------------------------------------------------------
+
+    def run_escalation(self, page_id: int, generation: int) -> Step | None:
+        with self.db.session_scope() as session:
+            step = paging.escalate(session, self.config, page_id, generation, self.clock())
+        self.after_commit(step)
+        return step
+
+    def deliver(self, ids: list[int] | None = None) -> int:
+        """Send due notifications (these ids, or every due one); returns how many went out."""
+        with self.db.session_scope() as session:
+            claimed = paging.claim_notifications(session, self.config, self.clock(), ids)
+        sent = 0
+        for notification_id, channel, notification in claimed:
+            error, retryable = None, True
+            notifier = self.notifiers.get(channel)
+            try:
+                if notifier is None:
+                    raise NotifyError(
+                        "this notification channel is not configured", retryable=False
+                    )
+                notifier.send(notification)
+                sent += 1
+            except NotifyError as failure:
+                error, retryable = str(failure), failure.retryable
+            except Exception as failure:  # a notifier bug must not stop the others
+                log.exception("notifier %s crashed", channel)
+                error = f"{type(failure).__name__}: {failure}"
+            with self.db.session_scope() as session:
+                again = paging.finish_notification(
+                    session,
+                    notification_id,
+                    now=self.clock(),
+                    error=error,
+                    retryable=retryable,
+                    max_attempts=self.config.paging.max_attempts,
+                )
+            if again is not None:
+                self._schedule_delivery(notification_id, again)
+        return sent
+
+    def reconcile(self) -> None:
+        """Recreate missing jobs and run whatever is overdue."""
+        now = self.clock()
+        with self.db.session_scope() as session:
+            pages = paging.due_pages(session, now)
+            retries = paging.retry_times(session)
+        for page_id, generation, due in pages:
+            if due <= now:
+                self.run_escalation(page_id, generation)
+            else:
+                self._schedule_escalation(page_id, generation, due, only_if_missing=True)
+        overdue = [nid for nid, at in retries if at <= now]
+        if overdue:
+            self.deliver(overdue)
+        for notification_id, at in retries:
+            if at > now:
+                self._schedule_delivery(notification_id, at, only_if_missing=True)
+
+    def announce_handoffs(self) -> None:
+        if self.announcer is None or not self.config.schedules:
+            return
+        with self.db.session_scope() as session:
+            due = due_handoffs(session, self.config, self.clock())
+        if due:
+            self.announcer.handoffs(due)
+
+    def _announce_exhausted(self, page_id: int) -> None:
+        if self.announcer is None:
+            return
+        with self.db.session_scope() as session:
+            page = paging.get(session, page_id)
+        try:
+            self.announcer.page_exhausted(page)
+        except Exception:
+            log.exception("could not announce exhausted page %s", page_id)
+
+    # -- scheduling -----------------------------------------------------------------
+
+    def _schedule_escalation(
+        self, page_id: int, generation: int, at: datetime, *, only_if_missing: bool = False
+    ) -> None:
+        job_id = f"page-{page_id}-g{generation}"
+        self._schedule_once(
+            lambda: self.run_escalation(page_id, generation), job_id, at, only_if_missing
+        )
+
+    def _schedule_delivery(
+        self, notification_id: int, at: datetime, *, only_if_missing: bool = False
+    ) -> None:
+        job_id = f"notify-{notification_id}"
+        self._schedule_once(lambda: self.deliver([notification_id]), job_id, at, only_if_missing)
+
+    def _schedule_once(
+        self, job: Callable[[], object], job_id: str, at: datetime, only_if_missing: bool
+    ) -> None:
+        """A one-shot job at `at` if this replica leads; otherwise the leader's reconcile
+        finds the row within `RECONCILE_EVERY` and schedules it there."""
+        scheduler = self.scheduler
+        if scheduler is None or not scheduler.running:
+            return
+        if only_if_missing and scheduler.get_job(job_id) is not None:
+            return
+        scheduler.add_job(self._guarded(job), "date", run_date=at, id=job_id, replace_existing=True)
+
+    @staticmethod
+    def _guarded(job: Callable[[], object]) -> Callable[[], None]:
+        """A job that raises is logged; the rows it left are retried by the next reconcile."""
+
+        def run() -> None:
+            try:
+                job()
+            except Exception:
+                log.exception("scheduler job failed; reconcile will retry it")
+
+        return run

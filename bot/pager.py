@@ -1,0 +1,88 @@
+"""Paging as listeners and the CLI ask for it: one transaction in the domain, then the runner.
+
+Each call runs the domain (`bot.oncall.paging`) in its own transaction and, after it
+commits, hands the step it ran to the job runner (send its notifications, schedule the next
+step). Nothing here knows Slack; the listeners render what comes back.
+"""
+
+from __future__ import annotations
+
+from bot.clock import Clock
+from bot.db import Database
+from bot.jobs import JobRunner
+from bot.oncall import paging
+from bot.oncall.configuration import OncallConfig
+from bot.oncall.models import Page
+from bot.oncall.paging import Outcome, Triggered
+from bot.oncall.targets import Target
+
+
+class Pager:
+    def __init__(self, db: Database, config: OncallConfig, jobs: JobRunner, clock: Clock) -> None:
+        self.db = db
+        self.config = config
+        self.jobs = jobs
+        self.clock = clock
+
+    def trigger(
+        self,
+        *,
+        target: Target | str,
+        message: str,
+        created_by: str,
+        incident_id: int | None = None,
+        dedup_key: str | None = None,
+    ) -> Triggered:
+        """Trigger a page and run its first step (one transaction), then send it."""
+        if isinstance(target, str):
+            try:
+                target = Target.parse(target)
+            except ValueError as error:
+                raise paging.PagingError(str(error)) from None
+        with self.db.session_scope() as session:
+            result = paging.trigger(
+                session,
+                self.config,
+                target=target,
+                message=message,
+                created_by=created_by,
+                now=self.clock(),
+                incident_id=incident_id,
+                dedup_key=dedup_key,
+            )
+        self.jobs.after_commit(result.step)
+        return result
+
+    def page(
+        self,
+        *,
+        target: Target | str,
+        message: str,
+        created_by: str,
+        incident_id: int | None = None,
+        dedup_key: str | None = None,
+    ) -> Page:
+        """`trigger`, returning the page as it is after its first step was sent."""
+        result = self.trigger(
+            target=target,
+            message=message,
+            created_by=created_by,
+            incident_id=incident_id,
+            dedup_key=dedup_key,
+        )
+        with self.db.session_scope() as session:
+            return paging.get(session, result.page.id)
+
+    def acknowledge(self, page_id: int, by: str) -> Outcome:
+        with self.db.session_scope() as session:
+            return paging.acknowledge(session, page_id, by=by, now=self.clock())
+
+    def resolve(self, page_id: int, by: str) -> Outcome:
+        with self.db.session_scope() as session:
+            return paging.resolve(session, page_id, by=by, now=self.clock())
+
+    def escalate_now(self, page_id: int, by: str) -> Outcome:
+        with self.db.session_scope() as session:
+            outcome = paging.escalate_now(session, self.config, page_id, by=by, now=self.clock())
+        self.jobs.after_commit(outcome.step)
+        return outcome

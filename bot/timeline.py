@@ -1,0 +1,152 @@
+"""The timeline: one append-only log of facts, for incidents and for pages.
+
+An event is a `kind`, structured `data` (JSON), the actor and the time. It holds no Slack
+mrkdwn, no HTML and no Markdown: each surface renders events its own way (Slack text in
+`bot.slack.timeline`, plain text in `bot.terminal`). An event belongs to an incident, to a
+page, or to both (a page sent from an incident channel): the incident's timeline and the
+page's history are two views of the same rows, so no fact is written twice.
+
+`record` is the only writer. It runs in the caller's transaction, so a change and its event
+commit together or not at all. Rows are never updated or deleted (the ORM refuses, and
+database triggers refuse anything that bypasses the ORM).
+
+Actors are opaque strings: a Slack user id (`U0123ABCD`), `firebreak` for the bot itself,
+or `cli:<login>` for someone at a terminal. Renderers decide how each is shown.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from bot.db import AppendOnlyError, Base, append_only
+
+__all__ = ["BOT", "KINDS", "AppendOnlyError", "TimelineEvent", "for_incident", "for_page", "record"]
+
+BOT = "firebreak"
+
+# Every kind of fact, with the keys its `data` carries. Renderers must handle each one (a
+# test checks they do), and a new kind is added here first.
+KINDS: dict[str, tuple[str, ...]] = {
+    # incidents
+    "declared": ("severity", "title", "description"),
+    "severity_changed": ("from", "to"),
+    "status_changed": ("from", "to"),
+    "reopened": ("from", "to"),
+    "role_assigned": ("role", "user", "previous"),
+    "note_added": ("text",),
+    "resolved": ("from", "resolution"),
+    "pinned_message": ("channel", "ts", "author", "text"),
+    # the incident's Slack setup
+    "channel_created": ("channel", "name", "adopted"),
+    "responder_invited": ("user",),
+    "topic_set": ("topic",),
+    "summary_posted": ("ts",),
+    "summary_pinned": ("ts",),
+    "announced": ("channel", "ts"),
+    "slack_error": ("step", "error"),
+    # pages
+    "page_triggered": ("target", "message"),
+    "page_step_notified": ("step", "cycle", "people"),
+    "page_step_nobody": ("step", "cycle", "targets"),
+    "page_escalated": (),
+    "page_acknowledged": (),
+    "page_resolved": (),
+    "page_exhausted": (),
+    "page_delivered": ("channel", "person", "attempt"),
+    "page_delivery_failed": ("channel", "person", "attempt", "error", "final"),
+}
+
+
+class TimelineEvent(Base):
+    """One fact. Rows are never updated or deleted (the database enforces it)."""
+
+    __tablename__ = "timeline_events"
+    __table_args__ = (
+        UniqueConstraint("incident_id", "dedup_key", name="uq_timeline_dedup"),
+        CheckConstraint("incident_id IS NOT NULL OR page_id IS NOT NULL", name="ck_timeline_owner"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    page_id: Mapped[int | None] = mapped_column(ForeignKey("pages.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime]
+    data: Mapped[dict[str, Any]]
+    # Set for facts that must be recorded once however often they are reported (a
+    # :pushpin: on a message, an invitation repeated by a resumed setup).
+    dedup_key: Mapped[str | None] = mapped_column(String(200))
+
+    @property
+    def is_page_event(self) -> bool:
+        return self.kind.startswith("page_")
+
+
+append_only(TimelineEvent)
+
+
+def record(
+    session: Session,
+    kind: str,
+    *,
+    now: datetime,
+    actor: str = BOT,
+    incident_id: int | None = None,
+    page_id: int | None = None,
+    data: dict[str, Any] | None = None,
+    dedup_key: str | None = None,
+) -> TimelineEvent | None:
+    """Append one event; with a `dedup_key` already recorded for the incident, append nothing."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown timeline event kind {kind!r}; add it to bot.timeline.KINDS")
+    if incident_id is None and page_id is None:
+        raise ValueError("a timeline event belongs to an incident, a page, or both")
+    event = TimelineEvent(
+        incident_id=incident_id,
+        page_id=page_id,
+        kind=kind,
+        actor=actor,
+        occurred_at=now,
+        data=data or {},
+        dedup_key=dedup_key,
+    )
+    if dedup_key is None:
+        session.add(event)
+        session.flush()
+        return event
+    existing = session.scalars(
+        select(TimelineEvent.id).where(
+            TimelineEvent.incident_id == incident_id, TimelineEvent.dedup_key == dedup_key
+        )
+    ).first()
+    if existing is not None:
+        return None
+    try:
+        with session.begin_nested():
+            session.add(event)
+    except IntegrityError:
+        return None
+    return event
+
+
+def for_incident(session: Session, incident_id: int) -> list[TimelineEvent]:
+    query = (
+        select(TimelineEvent)
+        .where(TimelineEvent.incident_id == incident_id)
+        .order_by(TimelineEvent.occurred_at, TimelineEvent.id)
+    )
+    return list(session.scalars(query))
+
+
+def for_page(session: Session, page_id: int) -> list[TimelineEvent]:
+    query = (
+        select(TimelineEvent)
+        .where(TimelineEvent.page_id == page_id)
+        .order_by(TimelineEvent.occurred_at, TimelineEvent.id)
+    )
+    return list(session.scalars(query))
