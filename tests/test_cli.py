@@ -285,3 +285,75 @@ def test_serve_with_a_malformed_config_exits_without_listening(workdir: Path) ->
     assert f"error: {config}:6: people.alice.timezone:" in done.stderr
     assert "listening" not in done.stdout + done.stderr
     assert not database.exists(), "no schema is created for a configuration that cannot run"
+
+
+# -- configuration files that must fail cleanly -------------------------------------------
+
+START_9999 = (
+    "people:\n  alice: {slack: U0ALICE}\nschedules:\n  primary:\n    timezone: UTC\n"
+    "    layers:\n"
+    "    - {name: l, users: [alice], rotation: weekly, handoff: mon 09:00, start: 9999-12-31}\n"
+)
+BROKEN_FILES: dict[str, tuple[bytes | None, str]] = {
+    # name: (content, or None for a directory; what stderr must say after the path)
+    "duplicate key": (
+        b"people:\n  alice: {slack: U0A}\n  alice: {slack: U0B}\n",
+        ":3: people.alice: given twice (first at line 2)",
+    ),
+    "not UTF-8": (
+        b"people:\n  alice: {slack: U0A, email: jos\xe9@example.com}\n",
+        ":2: people.alice.email: byte 0xe9 at offset",
+    ),
+    "a directory": (None, ": is a directory"),
+    "start 9999-12-31": (
+        START_9999.encode(),
+        ":7: schedules.primary.layers.0.start: 9999-12-31 is out of range",
+    ),
+}
+
+
+def broken_config(workdir: Path, case: str) -> tuple[Path, str]:
+    content, message = BROKEN_FILES[case]
+    config = workdir / "firebreak.yaml"
+    if content is None:
+        config.mkdir()
+    else:
+        config.write_bytes(content)
+    return config, f"error: {config}{message}"
+
+
+@pytest.mark.parametrize("case", list(BROKEN_FILES))
+def test_check_refuses_a_broken_file_with_exit_2_and_no_traceback(workdir: Path, case: str) -> None:
+    config, expected = broken_config(workdir, case)
+    done = run_script(["check"], child_env(FIREBREAK_CONFIG=str(config), **TOKENS), workdir)
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Configuration OK" not in done.stdout
+
+
+@pytest.mark.parametrize("case", list(BROKEN_FILES))
+def test_serve_refuses_a_broken_file_with_exit_2_and_no_traceback(workdir: Path, case: str) -> None:
+    config, expected = broken_config(workdir, case)
+    database = workdir / "serve.db"
+    env = child_env(FIREBREAK_CONFIG=str(config), DATABASE_URL=f"sqlite:///{database}", **TOKENS)
+    done = run_script(["serve", "--port", "0"], env, workdir)
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "listening" not in done.stdout + done.stderr
+    assert not database.exists()
+
+
+def test_oncall_refuses_a_start_date_it_cannot_count_from(workdir: Path) -> None:
+    config, expected = broken_config(workdir, "start 9999-12-31")
+    result = invoke(["oncall"], FIREBREAK_CONFIG=str(config))
+    assert result.exit_code == 2
+    assert expected in result.output
+
+
+def test_firebreak_yaml_in_the_working_directory_is_checked_the_same_way(workdir: Path) -> None:
+    broken_config(workdir, "duplicate key")  # no FIREBREAK_CONFIG: the default path
+    result = invoke(["check"], **TOKENS)
+    assert result.exit_code == 2
+    assert "error: firebreak.yaml:3: people.alice: given twice" in result.output
