@@ -179,7 +179,8 @@ def _decode(path: Path, raw: bytes) -> str:
                 "save it as UTF-8"
             ]
         )
-    raw = raw.removeprefix(codecs.BOM_UTF8)
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    raw = raw[bom:]
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -189,7 +190,7 @@ def _decode(path: Path, raw: bytes) -> str:
         raise ConfigError(
             [
                 _where_in_text(path, text, position)
-                + f"byte 0x{raw[offset]:02x} at offset {offset} is not UTF-8; "
+                + f"byte 0x{raw[offset]:02x} at offset {bom + offset} is not UTF-8; "
                 "save the file as UTF-8"
             ]
         ) from None
@@ -201,11 +202,12 @@ def _where_in_text(path: Path, text: str, position: int) -> str:
     column = position - (text.rfind("\n", 0, position) + 1)
     cleaned = _NON_PRINTABLE.sub("\ufffd", text)
     try:
-        loader = _Loader(cleaned)
-        try:
-            root = _Composer(path, loader).compose()
-        finally:
-            loader.dispose()
+        with paused_gc():
+            loader = _Loader(cleaned)
+            try:
+                root = _Composer(path, loader).compose()
+            finally:
+                loader.dispose()
     except (ConfigError, yaml.YAMLError, ValueError, TypeError, RecursionError):
         root = None
     key = _key_at(root, (line, column))

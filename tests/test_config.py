@@ -413,6 +413,12 @@ BROKEN: dict[str, tuple[str | bytes, int, str, str]] = {
         "people.alice.email",
         "byte 0xe9 at offset 46 is not UTF-8",
     ),
+    "latin-1 after a UTF-8 BOM": (
+        b"\xef\xbb\xbfpeople:\n  alice: {slack: U0\xe9}\n",
+        2,
+        "people.alice.slack",
+        "byte 0xe9 at offset 30 is not UTF-8",  # counted in the file, BOM included
+    ),
     "an impossible date": (
         SCHEDULE + LAYER % "2024-13-01",
         7,
