@@ -16,7 +16,7 @@ NotifyChannel = Literal["slack", "email", "webhook"]
 def check_zone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(
             f"{value!r} is not an IANA time zone (like Europe/Berlin or America/New_York)"
         ) from None

@@ -695,11 +695,6 @@ def test_an_error_in_a_merged_mapping_names_the_key_that_counts(tmp_path: Path) 
     assert problem.startswith(f"{path}:5: people.bob.slack: 'bob' is not a Slack user ID")
 
 
-@pytest.mark.xfail(
-    raises=IsADirectoryError,
-    strict=True,
-    reason="check_zone (bot/people.py) lets ZoneInfo's OSError through for 'Europe'",
-)
 def test_a_time_zone_that_names_a_directory_of_zones(tmp_path: Path) -> None:
     path = write(tmp_path, "people:\n  alice: {slack: U0ALICE, timezone: Europe}\n")
     [problem] = problems_of(path)

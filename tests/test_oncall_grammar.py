@@ -158,7 +158,7 @@ def test_values_at_the_limits_are_accepted(text: str, expected: grammar.Command)
         ("override cancel 0", "`0` is not an override id"),
         ("override cancel ²", "`²` is not an override id"),  # isdigit() said yes, int() no
         ("override cancel ١٢", "`١٢` is not an override id"),
-        ("override primary alice 99999999999w", "`99999999999w` is not a duration"),
+        ("override primary alice 99999999999w", "`99999999999w` is longer than a year"),
         ("override primary alice " + "9" * 5000 + "s", "is not a duration"),
         ("override primary alice 53w", "`53w` is longer than a year"),
         ("override primary alice 366d", "`366d` is longer than a year"),

@@ -184,8 +184,10 @@ def override_length(word: str) -> timedelta:
         raise problem
     try:
         length = parse_duration(word)
-    except (ValueError, OverflowError):
-        raise problem from None
+    except (ValueError, OverflowError) as error:
+        if "longer than a year" not in str(error) and "the limit is" not in str(error):
+            raise problem from None
+        length = MAX_LENGTH + MAX_LENGTH  # over the limit: the message below says so
     if length > MAX_LENGTH:
         raise ParseError(
             f"`{quote(word)}` is longer than a year; an override lasts at most 365d (52w1d). "
