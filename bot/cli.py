@@ -183,6 +183,8 @@ def oncall(schedule: str | None, at_text: str | None, base_url: str | None) -> N
     except ValueError:
         _fail([f"--at {at_text!r} is not an ISO 8601 time, like 2026-03-30T08:00"])
         raise AssertionError("unreachable") from None
+    if given is not None and not 2000 <= given.year <= 2099:
+        _fail([f"--at {at_text!r} is out of range; give a time from 2000 to 2099"])
     secret = settings.env.slack_signing_secret
     if base_url is not None and secret is None:
         _fail(["environment: SLACK_SIGNING_SECRET is not set; it signs the calendar tokens"])
