@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from bot.config import FileConfig
 from bot.incidents.service import MAX_NOTE, MAX_TITLE
+from bot.slack.text import MENTION, choices, clean, quote
 from bot.slack.text import ParseError as ParseError
-from bot.slack.text import choices, clean, quote
 
 HELP = """*`/incident` commands*
 • `/incident declare [sevN] <title>`: declare an incident (no title opens a form)
@@ -31,7 +31,6 @@ _In an incident channel:_
 • `/incident timeline`: show the timeline (only to you)
 React with :pushpin: to a message in an incident channel to copy it into the timeline."""
 
-_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 MAX_SUMMARY = MAX_NOTE
 # A first word like this after `declare` is meant as a severity, never as the title's start.
 _SEVERITY_LIKE = re.compile(r"sev-?[0-9]+")
@@ -197,7 +196,7 @@ def _one_of(value: str, names: list[str], what: str, usage: str) -> str:
 
 
 def _user_id(value: str, config: FileConfig) -> str:
-    match = _MENTION.match(value)
+    match = MENTION.match(value)
     if match:
         return match.group(1)
     person = config.people.get(value.removeprefix("@").lower())

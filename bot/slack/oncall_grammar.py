@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from bot.config import FileConfig
 from bot.oncall.timespec import WEEKDAYS, parse_duration, parse_time
 from bot.slack.grammar import ParseError
-from bot.slack.text import ID_MAX, choices, number_id, quote
+from bot.slack.text import ID_MAX, MENTION, choices, number_id, quote
 
 HELP = """*`/oncall` commands*
 • `/oncall`: who is on call now for every schedule, until when, and who is next
@@ -37,7 +37,6 @@ HELP = """*`/oncall` commands*
 • `/oncall override cancel <id>`: end an override
 • `/oncall help`: this text"""
 
-_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 MAX_LENGTH = timedelta(days=365)
 LAST_YEAR = 2099
@@ -135,7 +134,7 @@ def schedule_name(value: str, config: FileConfig) -> str:
 
 def person_name(value: str, config: FileConfig) -> str:
     """A name in `people:` from an @mention or the name itself."""
-    match = _MENTION.match(value)
+    match = MENTION.match(value)
     if match:
         name = config.name_by_slack_id(match.group(1))
         if name is not None:

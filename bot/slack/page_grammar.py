@@ -6,14 +6,13 @@ at most `MAX_MESSAGE`), page ids in 1..2147483647. Raises nothing but ParseError
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.config import FileConfig
 from bot.oncall.paging import MAX_MESSAGE
 from bot.slack.grammar import ParseError
-from bot.slack.text import ID_MAX, choices, clean, number_id, quote
+from bot.slack.text import ID_MAX, MENTION, choices, clean, number_id, quote
 
 HELP = """*`/page` commands*
 • `/page @person <message>`: page someone now (they must be in `people:`)
@@ -24,7 +23,6 @@ HELP = """*`/page` commands*
 • `/page resolve <id>`: resolve
 Typed in an incident channel, the page belongs to that incident and appears in its timeline."""
 
-_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 KINDS = ("user", "schedule", "policy", "service")
 
 
@@ -72,7 +70,7 @@ def parse(text: str, config: FileConfig) -> PageCommand:
 
 
 def _target(word: str, config: FileConfig) -> str:
-    mention = _MENTION.match(word)
+    mention = MENTION.match(word)
     if mention:
         name = config.name_by_slack_id(mention.group(1))
         if name is None:

@@ -28,6 +28,8 @@ import re
 from collections.abc import Iterable
 
 ID_MAX = 2_147_483_647  # ids are PostgreSQL integers (and SQLite agrees)
+# A whole word that is a user mention as Slack writes it: `<@U123>` or `<@U123|name>`.
+MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 
 # C0 controls but tab and newline, DEL, C1 controls, and lone surrogates (not UTF-8).
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
