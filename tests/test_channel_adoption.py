@@ -27,7 +27,7 @@ def incident_channels(sandbox: SlackSandbox) -> list[str]:
 
 def timeline(app: Firebreak) -> list[tuple[str, dict[str, object]]]:
     with app.db.session_scope() as session:
-        events = service.timeline(session, service.get(session, 1))
+        events = service.events(session, service.get(session, 1))
         return [(e.kind, dict(e.data)) for e in events]
 
 
