@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.idempotency import SlackRequest as SlackRequest  # and the open-declaration index
 from bot.incidents.models import Incident, RoleAssignment
 from bot.oncall.models import Handoff, OncallOverride, Page, PageNotification
 from bot.timeline import TimelineEvent
