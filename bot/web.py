@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Request, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from slack_bolt import App
-from slack_bolt.adapter.flask import SlackRequestHandler
+from slack_bolt import App, BoltContext
+from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
+from slack_bolt.request.internals import build_context
 from sqlalchemy import text
 
 from bot.clock import Clock
@@ -17,6 +19,10 @@ from bot.db import Database
 from bot.metrics import Metrics
 from bot.migrations import current_revision, head_revision
 from bot.oncall import ics, schedules
+from bot.slack import payloads
+from bot.slack import requests as slack_requests
+
+log = logging.getLogger(__name__)
 
 
 def create_web_app(
@@ -28,13 +34,14 @@ def create_web_app(
     scheduler_state: Callable[[], tuple[str, bool]],
 ) -> Flask:
     web = Flask("firebreak")
-    slack = SlackRequestHandler(bolt)
     head = head_revision(db.url)
+    bolt.error(payloads.on_error)  # what bolt answers when its own code or a middleware fails
+    secret = settings.env.slack_signing_secret
 
     @web.post("/slack/events")
     def slack_events() -> Response:
         started = time.perf_counter()
-        response: Response = slack.handle(request)
+        response = handle_slack(bolt, request, secret.get_secret_value() if secret else None)
         metrics.slack_response_seconds.observe(time.perf_counter() - started)
         metrics.slack_requests.labels(str(response.status_code)).inc()
         return response
@@ -92,3 +99,35 @@ def create_web_app(
         )
 
     return web
+
+
+def handle_slack(bolt: App, flask_request: Request, signing_secret: str | None) -> Response:
+    """A request at /slack/events: refused here (401, 400) or answered by bolt.
+
+    `bot.slack.requests` checks the signature and the body's shape first, so that what bolt
+    parses and routes is a body it can (bolt crashes on a timestamp that is not a number,
+    a `payload` that is not an object, an `event` that is not an object...).
+    """
+    if signing_secret is None:
+        checked: slack_requests.Accepted | slack_requests.Refused = slack_requests.Refused(
+            401, "invalid_signature", "SLACK_SIGNING_SECRET is not set."
+        )
+    else:
+        checked = slack_requests.check(
+            flask_request.get_data(),
+            timestamp=flask_request.headers.get("X-Slack-Request-Timestamp"),
+            signature=flask_request.headers.get("X-Slack-Signature"),
+            content_type=flask_request.headers.get("Content-Type"),
+            signing_secret=signing_secret,
+            now=time.time(),
+        )
+    if isinstance(checked, slack_requests.Refused):
+        log.info("refused a Slack request (%s): %s", checked.status, checked.message)
+        return Response(checked.json(), status=checked.status, mimetype="application/json")
+    bolt_request = to_bolt_request(flask_request)
+    if bolt_request.body != checked.body:
+        # Bolt takes any form containing the word "payload" (a slash command's text, say)
+        # for an interaction and then finds no payload in it: give it the form as parsed.
+        bolt_request.body = checked.body
+        bolt_request.context = build_context(BoltContext(), checked.body)
+    return to_flask_response(bolt.dispatch(bolt_request))

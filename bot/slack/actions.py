@@ -7,14 +7,21 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 
 from bot.incidents import service
-from bot.incidents.service import MAX_TITLE, IncidentError, validate_title
-from bot.slack import blocks, flows, grammar
+from bot.incidents.service import MAX_NOTE, MAX_TITLE, IncidentError, validate_title
+from bot.slack import blocks, flows, grammar, payloads
 from bot.slack.context import ListenerContext
+from bot.slack.requests import SLACK_ID
+from bot.slack.text import ParseError, clean, quote
+
+MAX_DESCRIPTION = 3000  # as the modal's input allows
 
 
 def register(app: App, ctx: ListenerContext) -> None:
-    def change(body: dict[str, Any], command: grammar.Command, respond: Respond) -> None:
-        user, channel = body["user"]["id"], body["channel"]["id"]
+    policy = ctx.config.incidents
+
+    def change(ack: Ack, body: dict[str, Any], command: grammar.Command, respond: Respond) -> None:
+        user, channel = payloads.slack_id(body, "user.id"), payloads.slack_id(body, "channel.id")
+        ack()
         ctx.workers.submit(
             flows.guarded(
                 lambda: flows.in_channel(ctx, command, channel=channel, user=user, reply=respond),
@@ -23,30 +30,36 @@ def register(app: App, ctx: ListenerContext) -> None:
         )
 
     @app.action(blocks.ACTION_SEVERITY)
+    @payloads.answered
     def severity_selected(
         ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
     ) -> None:
-        ack()
-        change(body, grammar.SetSeverity(action["selected_option"]["value"]), respond)
+        severity = payloads.choice(
+            action, "selected_option.value", policy.severities, what="severity"
+        )
+        change(ack, body, grammar.SetSeverity(severity), respond)
 
     @app.action(blocks.ACTION_STATUS)
+    @payloads.answered
     def status_selected(
         ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
     ) -> None:
-        ack()
-        change(body, grammar.SetStatus(action["selected_option"]["value"]), respond)
+        status = payloads.choice(action, "selected_option.value", policy.statuses, what="status")
+        change(ack, body, grammar.SetStatus(status), respond)
 
     @app.action(blocks.ACTION_RESOLVE)
+    @payloads.answered
     def resolve_pressed(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        ack()
-        change(body, grammar.Resolve(""), respond)
+        change(ack, body, grammar.Resolve(""), respond)
 
     @app.action(blocks.ACTION_NOTE)
+    @payloads.answered
     def note_pressed(
         ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
     ) -> None:
+        trigger_id = payloads.trigger_id(body)
+        incident_id = payloads.number(action, "value", what="an incident number")
         ack()
-        trigger_id, incident_id = body["trigger_id"], int(action["value"])
 
         def open_modal() -> None:
             with ctx.db.session_scope() as session:
@@ -56,21 +69,42 @@ def register(app: App, ctx: ListenerContext) -> None:
         ctx.workers.submit(flows.guarded(open_modal, respond))
 
     @app.view(blocks.VIEW_DECLARE)
+    @payloads.answered
     def declare_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        values = view["state"]["values"]
-        title = (values["title"]["value"].get("value") or "").strip()
-        try:
-            title = validate_title(title)
-        except IncidentError as error:
-            ack(response_action="errors", errors={"title": str(error)[:MAX_TITLE]})
-            return
-        ack()
-        severity = values["severity"]["value"]["selected_option"]["value"]
-        description = values.get("description", {}).get("value", {}).get("value") or ""
-        user, channel = body["user"]["id"], view.get("private_metadata") or ""
+        user = payloads.slack_id(body, "user.id")
         # The view id is the same for every submission of this modal: a double click
         # declares once.
-        key = f"view:{view['id']}"
+        key = f"view:{payloads.slack_id(view, 'id')}"
+        channel = payloads.string(view, "private_metadata", default="")
+        if channel and not SLACK_ID.fullmatch(channel):
+            raise payloads.Malformed(f"`private_metadata` is `{quote(channel)}`, not a channel.")
+        values = payloads.field(view, "state.values")
+        try:
+            title = validate_title(
+                clean(
+                    _input(values, "title"),
+                    what="title",
+                    limit=MAX_TITLE,
+                    one_line=True,
+                    hint="Put the rest in the description.",
+                )
+            )
+        except (ParseError, IncidentError) as error:
+            raise payloads.Malformed(str(error), block="title") from None
+        severity = payloads.choice(
+            values,
+            "severity.value.selected_option.value",
+            policy.severities,
+            what="severity",
+            block="severity",
+        )
+        try:
+            description = clean(
+                _input(values, "description"), what="description", limit=MAX_DESCRIPTION
+            )
+        except ParseError as error:
+            raise payloads.Malformed(str(error), block="description") from None
+        ack()
         reply = _ephemeral(ctx, channel, user)
         ctx.workers.submit(
             flows.guarded(
@@ -88,13 +122,18 @@ def register(app: App, ctx: ListenerContext) -> None:
         )
 
     @app.view(blocks.VIEW_NOTE)
+    @payloads.answered
     def note_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        text = (view["state"]["values"]["note"]["value"].get("value") or "").strip()
+        user = payloads.slack_id(body, "user.id")
+        incident_id = payloads.number(view, "private_metadata", what="an incident number")
+        values = payloads.field(view, "state.values")
+        try:
+            text = clean(_input(values, "note"), what="note", limit=MAX_NOTE)
+        except ParseError as error:
+            raise payloads.Malformed(str(error), block="note") from None
         if not text:
-            ack(response_action="errors", errors={"note": "Write something to add."})
-            return
+            raise payloads.Malformed("Write something to add.", block="note")
         ack()
-        user, incident_id = body["user"]["id"], int(view["private_metadata"])
 
         def add() -> None:
             with ctx.db.session_scope() as session:
@@ -109,6 +148,11 @@ def register(app: App, ctx: ListenerContext) -> None:
                 )
 
         ctx.workers.submit(flows.guarded(add, _ephemeral(ctx, "", user)))
+
+
+def _input(values: Any, block: str) -> str:
+    """What was typed into a modal's text input (`block`, action `value`): "" if nothing."""
+    return payloads.string(values, f"{block}.value.value", default="", block=block)
 
 
 def _ephemeral(ctx: ListenerContext, channel: str, user: str) -> flows.Reply:

@@ -6,28 +6,34 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.slack import blocks, flows, grammar
+from bot.slack import blocks, flows, grammar, payloads
 from bot.slack.context import ListenerContext
 
 
 def register(app: App, ctx: ListenerContext) -> None:
     @app.command("/incident")
+    @payloads.answered
     def incident_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        text = payloads.string(command, "text", default="")
+        user, channel = (
+            payloads.slack_id(command, "user_id"),
+            payloads.slack_id(command, "channel_id"),
+        )
+        trigger_id = payloads.trigger_id(command)
         parsed = flows.acknowledge(
             ack,
-            lambda: grammar.parse(command.get("text") or "", ctx.config),
+            lambda: grammar.parse(text, ctx.config),
             is_help=lambda parsed: isinstance(parsed, grammar.Help),
             help_text=grammar.HELP,
         )
         if parsed is None:
             return
-        user, channel = command["user_id"], command["channel_id"]
         match parsed:
             case grammar.Declare(title="", severity=_):
-                work = _open_declare_modal(ctx, command["trigger_id"], channel)
+                work = _open_declare_modal(ctx, trigger_id, channel)
                 ctx.workers.submit(flows.guarded(work, respond))
             case grammar.Declare(title, severity):
-                key = f"command:{command['trigger_id']}"
+                key = f"command:{trigger_id}"
                 ctx.workers.submit(
                     flows.guarded(
                         lambda: flows.declare(

@@ -7,20 +7,29 @@ from typing import Any
 from slack_bolt import App
 
 from bot.incidents import service
+from bot.incidents.service import MAX_NOTE
+from bot.slack import payloads
 from bot.slack.context import ListenerContext
+from bot.slack.text import clean
 
 PIN_REACTIONS = {"pushpin", "round_pushpin"}
 
 
 def register(app: App, ctx: ListenerContext) -> None:
     @app.event("reaction_added")
+    @payloads.answered
     def reaction_added(event: dict[str, Any]) -> None:
-        item = event.get("item") or {}
-        if event.get("reaction") not in PIN_REACTIONS or item.get("type") != "message":
+        if payloads.string(event, "reaction", default="") not in PIN_REACTIONS:
             return
-        ctx.workers.submit(_copy_to_timeline, ctx, item["channel"], item["ts"], event["user"])
+        if payloads.string(event, "item.type", default="") != "message":
+            return
+        channel = payloads.slack_id(event, "item.channel")
+        ts = payloads.message_ts(event, "item.ts")
+        user = payloads.slack_id(event, "user")
+        ctx.workers.submit(_copy_to_timeline, ctx, channel, ts, user)
 
     @app.event("message")
+    @payloads.answered
     def ignore_messages() -> None:
         """Messages are not recorded unless pinned; this keeps bolt from warning on each."""
 
@@ -44,7 +53,21 @@ def _copy_to_timeline(ctx: ListenerContext, channel: str, ts: str, user: str) ->
                 channel_id=channel,
                 message_ts=ts,
                 author=message.get("user") or message.get("bot_id"),
-                text=message.get("text") or "(no text)",
+                text=pinned_text(message.get("text")),
                 actor=user,
                 now=ctx.clock(),
             )
+
+
+def pinned_text(raw: Any) -> str:
+    """A pinned message's text as the timeline keeps it: no NUL or other control characters,
+    and at most a note's length (MAX_NOTE), cut with a marker that says how long it was."""
+    if not isinstance(raw, str) or not raw.strip():
+        return "(no text)"
+    text = clean(raw.replace("\x00", ""), what="pinned message", limit=len(raw))
+    if not text:
+        return "(no text)"
+    if len(text) <= MAX_NOTE:
+        return text
+    marker = f" … (cut: the message is {len(text):,} characters; read it in Slack)"
+    return text[: MAX_NOTE - len(marker)].rstrip() + marker

@@ -17,7 +17,7 @@ from slack_bolt import Ack, App, Respond
 
 from bot.oncall import overrides, schedules
 from bot.oncall.errors import OncallError
-from bot.slack import flows, oncall_blocks
+from bot.slack import flows, oncall_blocks, payloads
 from bot.slack import oncall_grammar as grammar
 from bot.slack.context import ListenerContext
 from bot.slack.when import when
@@ -27,12 +27,14 @@ def register(app: App, ctx: ListenerContext) -> None:
     """Register `/oncall` listeners."""
 
     @app.command("/oncall")
+    @payloads.answered
     def oncall_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
-        user = command["user_id"]
+        user = payloads.slack_id(command, "user_id")
+        text = payloads.string(command, "text", default="")
         now = ctx.clock()
 
         def parse() -> tuple[grammar.Command, datetime | None]:
-            parsed = grammar.parse(command.get("text") or "", ctx.config, today=now.date())
+            parsed = grammar.parse(text, ctx.config, today=now.date())
             return parsed, _override_end(ctx, parsed, user, now)
 
         answer = flows.acknowledge(

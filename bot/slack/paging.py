@@ -10,7 +10,7 @@ from slack_bolt import Ack, App, Respond
 from bot import timeline
 from bot.incidents import service as incidents
 from bot.oncall.paging import Outcome, PagingError
-from bot.slack import blocks, flows, page_grammar
+from bot.slack import blocks, flows, page_grammar, payloads
 from bot.slack import timeline as timeline_text
 from bot.slack.context import ListenerContext
 from bot.slack.text import escape
@@ -18,6 +18,7 @@ from bot.slack.text import escape
 
 def register(app: App, ctx: ListenerContext) -> None:
     @app.command("/page")
+    @payloads.answered
     def page_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         parsed = flows.acknowledge(
             ack,
@@ -42,11 +43,13 @@ def register(app: App, ctx: ListenerContext) -> None:
         ctx.workers.submit(flows.guarded(work, respond))
 
     def button(verb: str) -> Callable[..., None]:
+        @payloads.answered
         def pressed(
             ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
         ) -> None:
+            user = payloads.slack_id(body, "user.id")
+            page_id = payloads.number(action, "value", what="a page number", prefix="p-")
             ack()
-            user, page_id = body["user"]["id"], int(action["value"])
             ctx.workers.submit(
                 flows.guarded(lambda: act(ctx, verb, page_id, user=user, reply=respond), respond)
             )
