@@ -6,8 +6,8 @@ incident channel from C threads at once, and times each from send to the full HT
 response. Slack gives up after 3 s; the target is p99 < 100 ms.
 
 Afterwards it waits for the work behind the acknowledgements (the timeline write and the
-`:memo: Note from ...` post) to finish and checks that every note landed exactly once, in
-Slack and in the database.
+`:memo: ... added a note: ...` post) to finish and checks that every note landed exactly
+once, in Slack and in the database.
 
     .venv/bin/python -m benchmarks.bench_slack_ack [--requests 1000] [--concurrency 20]
 """
@@ -49,7 +49,7 @@ TARGET_P99_MS = 100.0
 ALICE, PEOPLE = "U0ALICE", ("U0ALICE", "U0BOB", "U0CAROL")
 INCIDENT_TITLE = "Benchmark incident"
 INCIDENT_CHANNEL = "inc-1-benchmark-incident"
-NOTE_PREFIX = ":memo: Note from"
+NOTE_PREFIX = f":memo: <@{ALICE}> added a note: "  # bot.slack.timeline.post of note_added
 
 
 @dataclass(frozen=True)
@@ -204,9 +204,9 @@ Work behind the acknowledgements:
 | one `/incident declare`: from the request to the announcement (channel, invite, topic, summary, pin before it) | {self.declaration_seconds * 1000:.0f} ms |
 | all notes posted in Slack, after the last HTTP response | {self.drain_after_last_response:.2f} s |
 | all notes posted in Slack, after the first measured request | {self.drain_after_first_request:.2f} s |
-| `:memo: Note` messages in the incident channel (expected {self.expected_notes:,}) | {self.notes_in_channel:,} |
+| `:memo:` note messages in the incident channel (expected {self.expected_notes:,}) | {self.notes_in_channel:,} |
 | distinct measured notes in the channel (expected {o.requests:,}) | {self.distinct_measured_notes:,} |
-| `note` rows in `timeline_events` (expected {self.expected_notes:,}) | {self.note_events_in_db:,} |
+| `note_added` rows in `timeline_events` (expected {self.expected_notes:,}) | {self.note_events_in_db:,} |
 | every note recorded exactly once | {verdict} |
 | server log during the run | {problems} |
 | server exit code after SIGTERM | {self.server_exit_code} |
@@ -245,7 +245,7 @@ def _note_texts(control: SandboxControl) -> list[str]:
 def _count_note_events(db_path: Path) -> int:
     with sqlite3.connect(db_path) as connection:
         (count,) = connection.execute(
-            "SELECT count(*) FROM timeline_events WHERE kind = 'note'"
+            "SELECT count(*) FROM timeline_events WHERE kind = 'note_added'"
         ).fetchone()
     return int(count)
 

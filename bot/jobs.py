@@ -18,9 +18,10 @@ claimed row by row, so it needs no leader; only *scheduling* does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -34,12 +35,13 @@ from bot.oncall import paging
 from bot.oncall.configuration import OncallConfig
 from bot.oncall.handoffs import DueHandoff, due_handoffs
 from bot.oncall.models import Page
-from bot.oncall.notify import Notifier, NotifyError
+from bot.oncall.notify import Notification, Notifier, NotifyError
 from bot.oncall.paging import Step
 
 log = logging.getLogger(__name__)
 RECONCILE_EVERY = timedelta(seconds=5)
 HANDOFFS_EVERY = timedelta(minutes=1)
+GRACE = timedelta(seconds=2)
 
 
 class Announcer(Protocol):
@@ -137,33 +139,65 @@ class JobRunner:
         with self.db.session_scope() as session:
             claimed = paging.claim_notifications(session, self.config, self.clock(), ids)
         sent = 0
-        for notification_id, channel, notification in claimed:
-            error, retryable = None, True
-            notifier = self.notifiers.get(channel)
-            try:
-                if notifier is None:
-                    raise NotifyError(
-                        "this notification channel is not configured", retryable=False
-                    )
-                notifier.send(notification)
-                sent += 1
-            except NotifyError as failure:
-                error, retryable = str(failure), failure.retryable
-            except Exception as failure:  # a notifier bug must not stop the others
-                log.exception("notifier %s crashed", channel)
-                error = f"{type(failure).__name__}: {failure}"
-            with self.db.session_scope() as session:
-                again = paging.finish_notification(
-                    session,
-                    notification_id,
-                    now=self.clock(),
-                    error=error,
-                    retryable=retryable,
-                    max_attempts=self.config.paging.max_attempts,
-                )
-            if again is not None:
-                self._schedule_delivery(notification_id, again)
+        in_flight = [notification_id for notification_id, _, _ in claimed]
+        with self._leases_renewed(in_flight):
+            for notification_id, channel, notification in claimed:
+                error, retryable = self._send(channel, notification)
+                sent += error is None
+                in_flight.remove(notification_id)
+                self._finish(notification_id, error, retryable)
         return sent
+
+    def _send(self, channel: str, notification: Notification) -> tuple[str | None, bool]:
+        """(error, retryable) of one attempt; (None, True) when it was delivered."""
+        notifier = self.notifiers.get(channel)
+        try:
+            if notifier is None:
+                raise NotifyError("this notification channel is not configured", retryable=False)
+            notifier.send(notification)
+        except NotifyError as failure:
+            return str(failure), failure.retryable
+        except Exception as failure:  # a notifier bug must not stop the others
+            log.exception("notifier %s crashed", channel)
+            return f"{type(failure).__name__}: {failure}", True
+        return None, True
+
+    def _finish(self, notification_id: int, error: str | None, retryable: bool) -> None:
+        with self.db.session_scope() as session:
+            again = paging.finish_notification(
+                session,
+                notification_id,
+                now=self.clock(),
+                error=error,
+                retryable=retryable,
+                max_attempts=self.config.paging.max_attempts,
+            )
+        if again is not None:
+            self._schedule_delivery(notification_id, again)
+
+    @contextlib.contextmanager
+    def _leases_renewed(self, in_flight: list[int]) -> Iterator[None]:
+        """Renew the leases of `in_flight` (a list the caller shrinks) every third of a lease,
+        so only a sender that died lets them expire; see `bot.oncall.paging.LEASE`."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(paging.LEASE.total_seconds() / 3):
+                try:
+                    with self.db.session_scope() as session:
+                        paging.renew_leases(session, list(in_flight), self.clock())
+                except Exception:
+                    log.exception("could not renew the leases of notifications being sent")
+
+        renewer = threading.Thread(target=renew, name="firebreak-lease", daemon=True)
+        if in_flight:
+            renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            if renewer.is_alive():
+                renewer.join()
 
     def reconcile(self) -> None:
         """Recreate missing jobs and run whatever is overdue."""
@@ -176,12 +210,14 @@ class JobRunner:
                 self.run_escalation(page_id, generation)
             else:
                 self._schedule_escalation(page_id, generation, due, only_if_missing=True)
-        overdue = [nid for nid, at in retries if at <= now]
+        # A notification that has just become due is being sent by whoever made or leased
+        # it; reconcile is the safety net, so it steps in only once it is GRACE overdue.
+        overdue = [nid for nid, at in retries if at <= now - GRACE]
         if overdue:
             self.deliver(overdue)
         for notification_id, at in retries:
-            if at > now:
-                self._schedule_delivery(notification_id, at, only_if_missing=True)
+            if at > now - GRACE:
+                self._schedule_delivery(notification_id, at + GRACE, only_if_missing=True)
 
     def announce_handoffs(self) -> None:
         if self.announcer is None or not self.config.schedules:

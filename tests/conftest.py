@@ -22,9 +22,10 @@ from sqlalchemy.engine import make_url
 from werkzeug.test import Client
 
 from bot.app import Firebreak, build
-from bot.config import EnvSettings, FileConfig, Person, Settings, SlackSection
+from bot.config import EnvSettings, FileConfig, Settings, SlackSection
 from bot.db import normalise_url
 from bot.migrations import upgrade
+from bot.people import Person
 from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import OutboundSlack, Reply, Transport
 

@@ -13,7 +13,7 @@ from tests.conftest import Slack, last_response_text
 
 def kinds(app: Firebreak, incident_id: int = 1) -> list[str]:
     with app.db.session_scope() as session:
-        return [e.kind for e in service.timeline(session, service.get(session, incident_id))]
+        return [e.kind for e in service.events(session, service.get(session, incident_id))]
 
 
 def test_declare_opens_a_channel_with_topic_summary_pin_and_announcement(

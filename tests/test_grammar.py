@@ -8,7 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.config import FileConfig, IncidentsSection, Person
+from bot.config import FileConfig
+from bot.incidents.config import IncidentsSection
+from bot.people import Person
 from bot.slack import grammar, page_grammar
 from bot.slack.grammar import ParseError
 from tests.conftest import PEOPLE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -20,13 +21,13 @@ def incident_channel(slack: Slack, sandbox: SlackSandbox, general: str) -> str:
     return channel.id
 
 
-def events(app: Firebreak, incident_id: int = 1) -> list[tuple[str, str, str]]:
+def events(app: Firebreak, incident_id: int = 1) -> list[tuple[str, str, dict[str, Any]]]:
     with app.db.session_scope() as session:
         incident = service.get(session, incident_id)
-        return [(e.kind, e.actor, e.text) for e in service.timeline(session, incident)]
+        return [(e.kind, e.actor, e.data) for e in service.events(session, incident)]
 
 
-def new_events(app: Firebreak, before: int) -> list[tuple[str, str, str]]:
+def new_events(app: Firebreak, before: int) -> list[tuple[str, str, dict[str, Any]]]:
     return events(app)[before:]
 
 
@@ -40,7 +41,9 @@ def test_severity_change_updates_topic_summary_announcement_and_timeline(
     before = len(events(firebreak))
     slack.run("sev sev1", channel=incident_channel, user="U0BOB")
 
-    assert new_events(firebreak, before) == [("severity_changed", "U0BOB", "Severity sev2 → sev1")]
+    assert new_events(firebreak, before) == [
+        ("severity_changed", "U0BOB", {"from": "sev2", "to": "sev1"})
+    ]
     assert sandbox.channel(incident_channel).topic.startswith("SEV1 · investigating")
     summary = sandbox.message(incident_channel, sandbox.pins(incident_channel)[0])
     assert summary.edited and "SEV1" in summary.text
@@ -68,11 +71,18 @@ def test_status_role_note_and_resolve(
     slack.run("resolve Bad deploy rolled back", channel=incident_channel)
 
     assert new_events(firebreak, before) == [
-        ("status_changed", "U0ALICE", "Status investigating → identified"),
-        ("role_assigned", "U0ALICE", "<@U0BOB> is commander (was <@U0ALICE>)"),
-        ("responder_invited", "firebreak", "Invited <@U0BOB>"),
-        ("note", "U0CAROL", "Rolled back deploy 42"),
-        ("resolved", "U0ALICE", "Resolved: Bad deploy rolled back"),
+        ("status_changed", "U0ALICE", {"from": "investigating", "to": "identified"}),
+        ("role_assigned", "U0ALICE", {"role": "commander", "user": "U0BOB", "previous": "U0ALICE"}),
+        ("responder_invited", "firebreak", {"user": "U0BOB"}),
+        ("note_added", "U0CAROL", {"text": "Rolled back deploy 42"}),
+        ("resolved", "U0ALICE", {"from": "identified", "resolution": "Bad deploy rolled back"}),
+    ]
+    posts = [m.text for m in sandbox.messages(incident_channel)][-4:]
+    assert posts == [
+        ":arrows_counterclockwise: <@U0ALICE> changed status investigating → identified",
+        ":bust_in_silhouette: <@U0ALICE> made <@U0BOB> commander (was <@U0ALICE>)",
+        ":memo: <@U0CAROL> added a note: Rolled back deploy 42",
+        ":white_check_mark: <@U0ALICE> resolved the incident: Bad deploy rolled back",
     ]
     channel = sandbox.channel(incident_channel)
     assert "U0BOB" in channel.members
@@ -127,7 +137,8 @@ def test_timeline_is_ephemeral_and_newest_last(
     assert payload.get("response_type", "ephemeral") == "ephemeral"
     text = "\n".join(b["text"]["text"] for b in payload["blocks"] if b["type"] == "section")
     assert text.index("first") < text.index("second")
-    assert text.splitlines()[0].split(" · ")[1] == "*declared*"
+    first_line = text.splitlines()[0]
+    assert first_line.split(" · ", 1)[1] == "<@U0ALICE> declared SEV2: Checkout latency above 2s"
     assert len(sandbox.messages(incident_channel)) == messages_before
 
 
@@ -137,7 +148,13 @@ def test_long_timeline_fits_slack_limits_and_keeps_the_newest(
     with firebreak.db.session_scope() as session:
         incident = service.get(session, 1)
         for number in range(600):
-            service.add_note(session, incident, f"note {number:03d} " + "x" * 150, actor="U0BOB")
+            service.add_note(
+                session,
+                incident,
+                f"note {number:03d} " + "x" * 150,
+                actor="U0BOB",
+                now=firebreak.clock(),
+            )
     slack.run("timeline", channel=incident_channel)
     # The sandbox refuses over 50 blocks or over 3,000 characters a section, like Slack.
     payload = sandbox.responses()[-1].payload
@@ -145,7 +162,7 @@ def test_long_timeline_fits_slack_limits_and_keeps_the_newest(
     sections = [b["text"]["text"] for b in payload["blocks"] if b["type"] == "section"]
     assert all(len(s) <= 3000 for s in sections)
     assert "note 599" in sections[-1]
-    assert "earlier events not shown" in str(payload["blocks"][1])
+    assert "earlier events are not shown" in str(payload["blocks"][1])
 
 
 def test_list_shows_open_incidents_with_channel_links(
@@ -227,5 +244,7 @@ def test_concurrent_notes_are_all_recorded_once(
         thread.join()
     slack.settle()
     assert errors == []
-    notes = sorted(text for kind, _, text in new_events(firebreak, before) if kind == "note")
+    notes = sorted(
+        data["text"] for kind, _, data in new_events(firebreak, before) if kind == "note_added"
+    )
     assert notes == sorted(f"parallel {n}" for n in range(30))

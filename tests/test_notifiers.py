@@ -27,11 +27,12 @@ from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
 from bot.app import make_web_client
-from bot.config import FileConfig, Person
+from bot.config import FileConfig
 from bot.oncall.configuration import EmailNotifier as EmailSettings
 from bot.oncall.configuration import NotifiersSection
 from bot.oncall.configuration import WebhookNotifier as WebhookSettings
 from bot.oncall.notify import Notification, NotifyError
+from bot.people import Person
 from bot.sandbox import SlackSandbox
 from bot.slack.blocks import ACTION_PAGE_ACK, ACTION_PAGE_ESCALATE, ACTION_PAGE_RESOLVE
 from integrations.email import EmailNotifier

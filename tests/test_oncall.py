@@ -17,20 +17,22 @@ import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
 from icalendar import Calendar  # type: ignore[import-untyped]
+from sqlalchemy import select
 from werkzeug.test import Client
 
 from bot.app import Firebreak
 from bot.cli import main
 from bot.config import FileConfig, SlackSection
-from bot.db import Database
+from bot.db import Database, utcnow
+from bot.jobs import JobRunner
 from bot.oncall import OncallError, overrides, schedules
 from bot.oncall.configuration import Schedule
 from bot.oncall.handoffs import due_handoffs
 from bot.oncall.ics import ics_token
-from bot.oncall.models import OncallOverride
+from bot.oncall.models import Handoff, OncallOverride
 from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import Reply
-from bot.slack.handoffs import announce_handoffs
+from bot.slack.announcer import SlackAnnouncer
 from tests.conftest import PEOPLE, SECRET, Slack
 
 NOW = "2026-03-25 11:00:00"  # Wed 12:00 CET
@@ -84,7 +86,7 @@ def db(database_url: str) -> Any:
 
 def now_person(db: Database, config: FileConfig, schedule: str, at: str) -> str | None:
     with db.session_scope() as session:
-        shift = schedules.on_call(session, config, schedule, utc(at))
+        shift = schedules.on_call(session, config.oncall, schedule, utc(at))
     return shift.person if shift else None
 
 
@@ -96,33 +98,34 @@ def test_override_takes_over_until_cancelled(db: Database, file_config: FileConf
     with db.session_scope() as session:
         override = overrides.add(
             session,
-            file_config,
+            file_config.oncall,
             schedule="primary",
             person="bob",
             starts_at=utc("2026-03-25 12:00"),
             ends_at=utc("2026-03-25 18:00"),
             created_by="U0ALICE",
+            now=utcnow(),
         )
         override_id = override.id
     assert now_person(db, file_config, "primary", "2026-03-25 11:59") == "carol"
     with db.session_scope() as session:
-        shift = schedules.on_call(session, file_config, "primary", utc("2026-03-25 13:00"))
+        shift = schedules.on_call(session, file_config.oncall, "primary", utc("2026-03-25 13:00"))
         assert shift is not None
         assert (shift.person, shift.source) == ("bob", f"override #{override_id}")
         assert (shift.start, shift.end) == (utc("2026-03-25 12:00"), utc("2026-03-25 18:00"))
-        later = schedules.upcoming(session, file_config, "primary", utc("2026-03-25 13:00"))
+        later = schedules.upcoming(session, file_config.oncall, "primary", utc("2026-03-25 13:00"))
         assert [(s.person, s.end) for s in later] == [
             ("bob", utc("2026-03-25 18:00")),
             ("carol", utc("2026-03-30 07:00")),
         ]
     with db.session_scope() as session:
-        cancelled = overrides.cancel(session, override_id, by="U0BOB")
-        assert cancelled.cancelled_by == "U0BOB"
+        cancelled = overrides.cancel(session, override_id, by="U0BOB", now=utcnow())
+        assert (cancelled.cancelled_by, cancelled.cancelled_at) == ("U0BOB", utc(NOW))
     assert now_person(db, file_config, "primary", "2026-03-25 13:00") == "carol"
     with db.session_scope() as session, pytest.raises(OncallError, match="already cancelled"):
-        overrides.cancel(session, override_id, by="U0BOB")
+        overrides.cancel(session, override_id, by="U0BOB", now=utcnow())
     with db.session_scope() as session, pytest.raises(OncallError, match="no override #99"):
-        overrides.cancel(session, 99, by="U0BOB")
+        overrides.cancel(session, 99, by="U0BOB", now=utcnow())
 
 
 @freeze_time(NOW)
@@ -147,9 +150,10 @@ def test_override_mistakes_are_explained(
         "starts_at": utc("2026-03-25 12:00"),
         "ends_at": utc("2026-03-25 18:00"),
         "created_by": "U0ALICE",
+        "now": utcnow(),
     }
     with db.session_scope() as session, pytest.raises(OncallError, match=message):
-        overrides.add(session, file_config, **(request | fields))
+        overrides.add(session, file_config.oncall, **(request | fields))
     with db.session_scope() as session:
         assert overrides.active(session, "primary", utc("2026-01-01"), utc("2027-01-01")) == []
 
@@ -159,7 +163,7 @@ def test_config_overrides_are_in_the_schedule(db: Database, file_config: FileCon
     assert now_person(db, file_config, "secondary", "2026-03-26 16:00") == "carol"
     assert now_person(db, file_config, "secondary", "2026-03-26 18:00") == "bob"
     with db.session_scope() as session, pytest.raises(OncallError, match="no schedule 'nope'"):
-        schedules.on_call(session, file_config, "nope", utc(NOW))
+        schedules.on_call(session, file_config.oncall, "nope", utc(NOW))
 
 
 # -- /oncall --------------------------------------------------------------------------------
@@ -233,7 +237,8 @@ def test_until_is_read_in_the_requesters_time_zone(slack: Slack, firebreak: Fire
         ("override primary alice 2x", "`2x` is not a duration"),
         ("override primary alice until later", "After `until` write a time"),
         ("override primary alice", "Usage: `/oncall override <schedule>"),
-        ("override cancel x", "Usage: `/oncall override cancel <id>`"),
+        ("override cancel", "Usage: `/oncall override cancel <id>`"),
+        ("override cancel x", "`x` is not an override id"),
         ("help", "*`/oncall` commands*"),
     ],
 )
@@ -254,12 +259,13 @@ def test_calendar_feed_with_right_wrong_and_missing_token(firebreak: Firebreak) 
     with firebreak.db.session_scope() as session:
         overrides.add(
             session,
-            firebreak.settings.file,
+            firebreak.settings.file.oncall,
             schedule="primary",
             person="bob",
             starts_at=utc("2026-04-01 10:00"),
             ends_at=utc("2026-04-01 12:00"),
             created_by="U0ALICE",
+            now=firebreak.clock(),
         )
     web = Client(firebreak.web)
     token = ics_token(SECRET, "primary")
@@ -294,7 +300,7 @@ def test_calendar_feed_with_right_wrong_and_missing_token(firebreak: Firebreak) 
 
 def due_at(db: Database, config: FileConfig, at: str) -> list[tuple[str, str, str, str]]:
     with freeze_time(at), db.session_scope() as session:
-        due = due_handoffs(session, config, datetime.now(UTC))
+        due = due_handoffs(session, config.oncall, datetime.now(UTC))
     return [(d.schedule, d.person, str(d.starts_at), str(d.ends_at)) for d in due]
 
 
@@ -317,12 +323,13 @@ def test_the_same_person_continuing_is_not_a_handoff(db: Database, file_config: 
     with freeze_time(NOW), db.session_scope() as session:
         overrides.add(
             session,
-            file_config,
+            file_config.oncall,
             schedule="primary",
             person="carol",
             starts_at=utc("2026-03-30 07:00"),
             ends_at=utc("2026-03-30 09:00"),
             created_by="U0CAROL",
+            now=utcnow(),
         )
     assert due_at(db, file_config, "2026-03-30 07:00:30") == []
     assert due_at(db, file_config, "2026-03-30 09:00:30") == [
@@ -330,12 +337,19 @@ def test_the_same_person_continuing_is_not_a_handoff(db: Database, file_config: 
     ]
 
 
+def handoffs(app: Firebreak) -> list[tuple[str, str | None, datetime]]:
+    """The hand-offs recorded as announced."""
+    with app.db.session_scope() as session:
+        rows = session.scalars(select(Handoff).order_by(Handoff.id))
+        return [(h.schedule, h.person, h.starts_at) for h in rows]
+
+
 @freeze_time("2026-03-30 07:00:30", tick=True)
 def test_announce_handoffs_dms_and_posts_once(
     firebreak: Firebreak, sandbox: SlackSandbox, oncall_channel: str
 ) -> None:
-    config = firebreak.settings.file
-    assert announce_handoffs(firebreak.db, firebreak.client, config, datetime.now(UTC)) == 1
+    firebreak.jobs.announce_handoffs()
+    assert handoffs(firebreak) == [("primary", "alice", utc("2026-03-30 07:00"))]
     dms = [
         c.params for c in sandbox.calls_to("chat.postMessage") if c.params["channel"] == "U0ALICE"
     ]
@@ -343,7 +357,8 @@ def test_announce_handoffs_dms_and_posts_once(
     assert "You are now on call for *primary* until <!date^" in dms[0]["text"]
     posted = [m.text for m in sandbox.messages(oncall_channel)]
     assert len(posted) == 1 and "<@U0ALICE> is now on call for *primary*" in posted[0]
-    assert announce_handoffs(firebreak.db, firebreak.client, config, datetime.now(UTC)) == 0
+    firebreak.jobs.announce_handoffs()
+    assert len(handoffs(firebreak)) == 1
     assert len(sandbox.calls_to("chat.postMessage")) == 2
 
 
@@ -352,7 +367,9 @@ def test_a_slack_failure_is_logged_not_raised(
     firebreak: Firebreak, sandbox: SlackSandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     broken = firebreak.settings.file.model_copy(update={"schedules": make_schedules("C0GONE")})
-    assert announce_handoffs(firebreak.db, firebreak.client, broken, datetime.now(UTC)) == 1
+    announcer = SlackAnnouncer(firebreak.client, broken)
+    JobRunner(firebreak.db, broken.oncall, {}, firebreak.clock, announcer).announce_handoffs()
+    assert len(handoffs(firebreak)) == 1
     assert next(c.params["channel"] for c in sandbox.calls_to("chat.postMessage")) == "U0ALICE"
     assert "hand-off message in C0GONE for primary failed: channel_not_found" in caplog.text
 

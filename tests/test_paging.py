@@ -14,15 +14,18 @@ from click.testing import CliRunner
 from freezegun import freeze_time
 from sqlalchemy import select
 
+from bot import timeline
 from bot.app import Firebreak
+from bot.jobs import GRACE
 from bot.cli import main
 from bot.config import FileConfig
 from bot.incidents import service as incidents
 from bot.oncall import paging
-from bot.oncall.models import Page, PageEvent, PageNotification
+from bot.oncall.models import Page, PageNotification
+from bot.oncall.targets import Target
 from bot.sandbox import SlackSandbox
-from bot.scheduler import Paging
 from bot.slack import blocks
+from bot.slack.timeline import sentence
 from tests.conftest import PEOPLE, SECRET, TOKEN, Slack, last_response_text
 
 MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # alice's week on `primary`
@@ -84,7 +87,7 @@ class Clock:
 @pytest.fixture
 def clock(firebreak: Firebreak) -> Clock:
     clock = Clock(MONDAY)
-    firebreak.paging.clock = clock
+    firebreak.clock.use(clock)
     return clock
 
 
@@ -114,24 +117,26 @@ def page_row(app: Firebreak, page_id: int = 1) -> Page:
 def test_a_policy_page_escalates_step_by_step_repeats_and_is_exhausted(
     firebreak: Firebreak, sandbox: SlackSandbox, clock: Clock, announce_channel: str
 ) -> None:
-    pager = firebreak.paging
-    page = pager.page(target="policy:payments", message="Checkout 500s", created_by="U0BOB")
+    jobs = firebreak.jobs
+    page = firebreak.pager.page(
+        target="policy:payments", message="Checkout 500s", created_by="U0BOB"
+    )
     assert (page.state, page.step, page.generation) == ("triggered", 1, 2)
     assert page.next_escalation_at == MONDAY + timedelta(minutes=5)
     assert notifications(firebreak) == [(0, 0, "alice", "slack", "sent")]
     assert len(dms(sandbox, "U0ALICE")) == 1
 
     # A job for an old generation (a duplicate, or one that fired late) does nothing.
-    assert pager.run_escalation(page.id, 1) is None
+    assert jobs.run_escalation(page.id, 1) is None
     clock.advance(minutes=5)
-    assert pager.run_escalation(page.id, 2) is not None
-    assert pager.run_escalation(page.id, 2) is None
+    assert jobs.run_escalation(page.id, 2) is not None
+    assert jobs.run_escalation(page.id, 2) is None
     clock.advance(minutes=5)
-    pager.run_escalation(page.id, 3)  # the chain starts again (repeat 1)
+    jobs.run_escalation(page.id, 3)  # the chain starts again (repeat 1)
     clock.advance(minutes=5)
-    pager.run_escalation(page.id, 4)
+    jobs.run_escalation(page.id, 4)
     clock.advance(minutes=5)
-    last = pager.run_escalation(page.id, 5)
+    last = jobs.run_escalation(page.id, 5)
     assert last is not None and last.exhausted and last.next_at is None
 
     assert notifications(firebreak) == [
@@ -149,15 +154,23 @@ def test_a_policy_page_escalates_step_by_step_repeats_and_is_exhausted(
 def test_acknowledging_stops_escalation_at_once_and_twice_is_harmless(
     firebreak: Firebreak, sandbox: SlackSandbox, clock: Clock
 ) -> None:
-    pager = firebreak.paging
+    pager = firebreak.pager
     page = pager.page(target="schedule:primary", message="Disk full", created_by="U0BOB")
     clock.advance(minutes=1)
     first = pager.acknowledge(page.id, "U0ALICE")
-    assert first.changed and "acknowledged P-1" in first.message
+    assert first.changed and first.event is not None
+    assert (first.event.kind, first.event.actor, first.event.page_id) == (
+        "page_acknowledged",
+        "U0ALICE",
+        page.id,
+    )
+    assert "<@U0ALICE> acknowledged P-1" in sentence(first.event)
     again = pager.acknowledge(page.id, "U0BOB")
-    assert not again.changed and "already acknowledged by <@U0ALICE>" in again.message
+    assert not again.changed and again.event is None
+    assert again.reason == "P-1 was already acknowledged."
+    assert again.page.acknowledged_by == "U0ALICE"
     clock.advance(minutes=10)
-    assert pager.run_escalation(page.id, 2) is None
+    assert firebreak.jobs.run_escalation(page.id, 2) is None
     assert len(dms(sandbox, "U0ALICE")) == 1
     row = page_row(firebreak)
     assert (row.state, row.acknowledged_by, row.next_escalation_at) == (
@@ -167,20 +180,20 @@ def test_acknowledging_stops_escalation_at_once_and_twice_is_harmless(
     )
     resolved = pager.resolve(page.id, "U0ALICE")
     assert resolved.changed
-    assert "already resolved" in pager.acknowledge(page.id, "U0ALICE").message
+    assert "already resolved" in pager.acknowledge(page.id, "U0ALICE").reason
 
 
-def race(pager: Paging, page_id: int) -> None:
+def race(app: Firebreak, page_id: int) -> None:
     """Acknowledge and run the due escalation job at the same moment."""
     barrier = threading.Barrier(2)
 
     def ack() -> None:
         barrier.wait()
-        pager.acknowledge(page_id, "U0ALICE")
+        app.pager.acknowledge(page_id, "U0ALICE")
 
     def escalate() -> None:
         barrier.wait()
-        pager.run_escalation(page_id, 2)
+        app.jobs.run_escalation(page_id, 2)
 
     threads = [threading.Thread(target=ack), threading.Thread(target=escalate)]
     for thread in threads:
@@ -193,16 +206,16 @@ def test_an_acknowledgement_racing_an_escalation_job_never_pages_after_the_ack(
     firebreak: Firebreak, clock: Clock
 ) -> None:
     for _ in range(8):
-        page = firebreak.paging.page(target="policy:payments", message="race", created_by="U0BOB")
+        page = firebreak.pager.page(target="policy:payments", message="race", created_by="U0BOB")
         clock.advance(minutes=5)
-        race(firebreak.paging, page.id)
+        race(firebreak, page.id)
         assert page_row(firebreak, page.id).state == "acknowledged"
         with firebreak.db.session_scope() as session:
-            events = list(session.scalars(select(PageEvent).where(PageEvent.page_id == page.id)))
-        acked = next(e.id for e in events if e.kind == "acknowledged")
+            events = timeline.for_page(session, page.id)
+        acked = next(e.id for e in events if e.kind == "page_acknowledged")
         # Whichever committed first, no step is started after the acknowledgement, and a
         # step-2 notification that lost the race is cancelled rather than sent late.
-        assert all(e.id < acked for e in events if e.kind == "notified")
+        assert all(e.id < acked for e in events if e.kind == "page_step_notified")
         second = [n for n in notifications(firebreak, page.id) if n[1] == 1]
         assert all(status in ("sent", "cancelled") for *_, status in second)
         clock.advance(minutes=1)
@@ -212,8 +225,7 @@ def test_a_failing_notifier_is_retried_with_backoff_while_the_clock_goes_on(
     firebreak: Firebreak, sandbox: SlackSandbox, clock: Clock
 ) -> None:
     sandbox.inject_fault("chat.postMessage", status=500, times=3)  # outlasts the client's retries
-    pager = firebreak.paging
-    pager.page(target="policy:payments", message="API down", created_by="U0BOB")
+    firebreak.pager.page(target="policy:payments", message="API down", created_by="U0BOB")
     assert notifications(firebreak) == [(0, 0, "alice", "slack", "retry")]
     row = page_row(firebreak)
     assert (row.step, row.next_escalation_at) == (1, MONDAY + timedelta(minutes=5))
@@ -223,7 +235,7 @@ def test_a_failing_notifier_is_retried_with_backoff_while_the_clock_goes_on(
         assert attempt.last_error is not None and "500" in attempt.last_error
 
     clock.advance(seconds=5)
-    assert pager.deliver() == 1
+    assert firebreak.jobs.deliver() == 1
     assert notifications(firebreak) == [(0, 0, "alice", "slack", "sent")]
     assert len(dms(sandbox, "U0ALICE")) == 1
 
@@ -232,40 +244,54 @@ def test_a_permanent_failure_is_recorded_and_not_retried(
     firebreak: Firebreak, sandbox: SlackSandbox, clock: Clock
 ) -> None:
     sandbox.inject_fault("chat.postMessage", error="user_not_found")
-    firebreak.paging.page(target="user:alice", message="hello?", created_by="U0BOB")
+    firebreak.pager.page(target="user:alice", message="hello?", created_by="U0BOB")
     assert notifications(firebreak) == [(0, 0, "alice", "slack", "failed")]
     with firebreak.db.session_scope() as session:
-        texts = [
-            e.text
-            for e in session.scalars(select(PageEvent).where(PageEvent.kind == "delivery_failed"))
-        ]
-    assert texts and "failed for good" in texts[0] and "user_not_found" in texts[0]
+        failed = [e for e in timeline.for_page(session, 1) if e.kind == "page_delivery_failed"]
+    assert len(failed) == 1
+    assert failed[0].data["final"] is True and "user_not_found" in failed[0].data["error"]
+    assert (failed[0].data["channel"], failed[0].data["person"]) == ("slack", "alice")
+    assert "failed for good" in sentence(failed[0]) and "user_not_found" in sentence(failed[0])
 
 
 def test_reconcile_runs_what_is_overdue_and_nothing_twice(
     firebreak: Firebreak, sandbox: SlackSandbox, clock: Clock
 ) -> None:
-    # A page recorded by another process (or just before a crash) that never ran its step.
+    # A page recorded by another process (or just before a crash): its first step ran in
+    # the triggering transaction, but nothing was sent and no job was scheduled.
     with firebreak.db.session_scope() as session:
         paging.trigger(
             session,
-            firebreak.settings.file,
-            target="user:bob",
+            firebreak.settings.file.oncall,
+            target=Target.parse("user:bob"),
             message="orphan",
             created_by="U0ALICE",
             now=clock(),
         )
-    firebreak.paging.reconcile()
-    firebreak.paging.reconcile()
+    assert notifications(firebreak) == [(0, 0, "bob", "slack", "pending")]
+    firebreak.jobs.reconcile()  # just due: its maker is sending it; reconcile leaves it
+    assert notifications(firebreak) == [(0, 0, "bob", "slack", "pending")]
+    clock.advance(seconds=GRACE.total_seconds())
+    firebreak.jobs.reconcile()
+    firebreak.jobs.reconcile()
     assert notifications(firebreak) == [(0, 0, "bob", "slack", "sent")]
     assert len(dms(sandbox, "U0BOB")) == 1
+    # The next step falls due with no job for it: reconcile runs it, once.
+    clock.advance(minutes=5)
+    firebreak.jobs.reconcile()
+    firebreak.jobs.reconcile()
+    assert notifications(firebreak) == [
+        (0, 0, "bob", "slack", "sent"),
+        (1, 0, "bob", "slack", "sent"),
+    ]
+    assert len(dms(sandbox, "U0BOB")) == 2
 
 
 @freeze_time("2026-03-09 08:30:00")  # bob's week starts at 09:00 Berlin = 08:00 UTC
 def test_schedule_pages_reach_whoever_is_on_call_at_that_instant(
     firebreak: Firebreak, sandbox: SlackSandbox
 ) -> None:
-    firebreak.paging.page(target="schedule:primary", message="who's there", created_by="U0CAROL")
+    firebreak.pager.page(target="schedule:primary", message="who's there", created_by="U0CAROL")
     assert notifications(firebreak) == [(0, 0, "bob", "slack", "sent")]
 
 
@@ -274,13 +300,13 @@ def test_unknown_targets_and_empty_messages_say_what_is_wrong(firebreak: Firebre
         ("policy:nope", "There is no policy `nope`. Known: payments."),
         ("schedule:nope", "There is no schedule `nope`. Known: primary."),
         ("user:mallory", "There is no person `mallory`. Known: alice, bob, carol."),
-        ("team:sre", "is not something I can page"),
+        ("team:sre", "'team:sre' is not a target; write one of user:NAME, schedule:NAME"),
     ):
         with pytest.raises(paging.PagingError, match=None) as error:
-            firebreak.paging.page(target=target, message="x", created_by="U0BOB")
+            firebreak.pager.page(target=target, message="x", created_by="U0BOB")
         assert expected in str(error.value)
     with pytest.raises(paging.PagingError, match="Say what the page is about"):
-        firebreak.paging.page(target="user:bob", message="  ", created_by="U0BOB")
+        firebreak.pager.page(target="user:bob", message="  ", created_by="U0BOB")
 
 
 # -- through Slack ----------------------------------------------------------------------
@@ -297,14 +323,30 @@ def test_page_command_in_an_incident_channel_links_the_page_to_its_timeline(
     )
     slack.settle()
     assert reply.status == 200
-    assert "Paged service:checkout for INC-1" in last_response_text(sandbox)
+    assert (
+        ":pager: <@U0BOB> paged service:checkout: card auths failing (P-1) for INC-1."
+        in last_response_text(sandbox)
+    )
+    assert ":pager: <@U0BOB> paged service:checkout" in sandbox.messages(channel.id)[-1].text
     assert len(dms(sandbox, "U0ALICE")) == 1
     slack.command("ack 1", user="U0ALICE", channel=channel.id, command="/page")
     slack.settle()
     with firebreak.db.session_scope() as session:
-        kinds = [e.kind for e in incidents.timeline(session, incidents.get(session, 1))]
-    assert kinds[-4:] == ["page_triggered", "page_notified", "page_delivered", "page_acknowledged"]
-    assert "acknowledged P-1" in sandbox.messages(channel.id)[-1].text
+        events = incidents.events(session, incidents.get(session, 1))
+        page_events = timeline.for_page(session, 1)
+    assert [e.kind for e in events[-4:]] == [
+        "page_triggered",
+        "page_step_notified",
+        "page_delivered",
+        "page_acknowledged",
+    ]
+    # One fact each, in both the incident's timeline and the page's history.
+    assert [e.id for e in events[-4:]] == [e.id for e in page_events]
+    assert all((e.incident_id, e.page_id) == (1, 1) for e in page_events)
+    assert (
+        ":white_check_mark: <@U0ALICE> acknowledged P-1: card auths failing"
+        in sandbox.messages(channel.id)[-1].text
+    )
 
 
 def test_dm_buttons_acknowledge_escalate_and_resolve(
@@ -334,6 +376,10 @@ def test_dm_buttons_acknowledge_escalate_and_resolve(
     assert len(dms(sandbox, "U0CAROL")) == 1, "escalate now ran step 2 at once"
     slack.block_action(blocks.ACTION_PAGE_ACK, user="U0CAROL", channel=alice_dm["id"], value="1")
     slack.settle()
+    assert page_row(firebreak).acknowledged_by == "U0CAROL"
+    slack.block_action(blocks.ACTION_PAGE_ACK, user="U0ALICE", channel=alice_dm["id"], value="1")
+    slack.settle()
+    assert "P-1 was already acknowledged by <@U0CAROL>." in last_response_text(sandbox)
     assert page_row(firebreak).acknowledged_by == "U0CAROL"
     slack.block_action(
         blocks.ACTION_PAGE_RESOLVE, user="U0CAROL", channel=alice_dm["id"], value="1"

@@ -26,6 +26,7 @@ from bot.config import FileConfig
 from bot.db import Database, utcnow
 from bot.oncall import paging
 from bot.oncall.models import Page, PageNotification
+from bot.oncall.targets import Target
 from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import OutboundSlack, http_transport
 from tests.conftest import PEOPLE, PROXY_VARIABLES, SECRET, TOKEN
@@ -71,50 +72,56 @@ def file_config(announce_channel: str) -> FileConfig:
 def test_the_real_scheduler_escalates_after_each_wait_and_stops_on_ack(
     firebreak: Firebreak, sandbox: SlackSandbox
 ) -> None:
-    firebreak.paging.start()
+    firebreak.jobs.start()
     try:
         started = time.monotonic()
-        page = firebreak.paging.page(target="policy:chain", message="live", created_by="U0CAROL")
+        page = firebreak.pager.page(target="policy:chain", message="live", created_by="U0CAROL")
         assert len(dms(sandbox, "U0ALICE")) == 1
         wait_for(lambda: dms(sandbox, "U0BOB"), timeout=10)
         assert time.monotonic() - started >= 0.9, "step 2 waited its second"
-        firebreak.paging.acknowledge(page.id, "U0BOB")
+        firebreak.pager.acknowledge(page.id, "U0BOB")
         time.sleep(2.5)  # carol's step would have been due by now
         assert dms(sandbox, "U0CAROL") == []
         assert len(dms(sandbox, "U0BOB")) == 1
     finally:
-        firebreak.paging.shutdown()
+        firebreak.jobs.stop()
 
 
 def test_reconcile_recreates_the_job_a_crash_left_missing(
     firebreak: Firebreak, sandbox: SlackSandbox
 ) -> None:
-    """A step committed, then the process died before it stored the next job."""
-    pager = firebreak.paging
+    """A page and its first step committed, then the process died before it sent the
+    notification or scheduled the next step."""
+    jobs = firebreak.jobs
     with firebreak.db.session_scope() as session:
-        page = paging.trigger(
+        triggered = paging.trigger(
             session,
-            firebreak.settings.file,
-            target="policy:chain",
+            firebreak.settings.file.oncall,
+            target=Target.parse("policy:chain"),
             message="orphan",
             created_by="U0CAROL",
             now=utcnow(),
         )
-        page_id = page.id
-    with firebreak.db.session_scope() as session:
-        step = paging.escalate(session, firebreak.settings.file, page_id, 1, utcnow())
-        assert step is not None and step.next_at is not None  # bob is due in 1 s; no job exists
-    pager.start()
+        page_id, step = triggered.page.id, triggered.step
+    assert step is not None and step.next_at is not None  # bob is due in 1 s; no job exists
+    assert step.generation == 2
+    assert dms(sandbox, "U0ALICE") == []
+    jobs.start()
     try:
-        assert pager.scheduler is not None
-        wait_for(
-            lambda: pager.scheduler.get_job(f"page-{page_id}-g2") or dms(sandbox, "U0BOB"),
-            timeout=5,
-        )
-        wait_for(lambda: dms(sandbox, "U0BOB"), timeout=10)
+        # Reconcile rebuilds bob's escalation (due in 1 s) and, once it is GRACE overdue,
+        # sends alice's notification that nobody sent: each exactly once, bob not early.
+        wait_for(lambda: dms(sandbox, "U0BOB") and dms(sandbox, "U0ALICE"), timeout=10)
+        time.sleep(1.5)  # room for a duplicate to show up, if there were one
         assert len(dms(sandbox, "U0BOB")) == 1
+        assert len(dms(sandbox, "U0ALICE")) == 1
+        with firebreak.db.session_scope() as session:
+            page = paging.get(session, page_id)
+            rows = session.scalars(select(PageNotification).order_by(PageNotification.step))
+            sent = {row.person: row.sent_at for row in rows}
+        assert page.step >= 2 and {"alice", "bob"} <= set(sent)
+        assert sent["bob"] is not None and sent["bob"] >= step.next_at, "bob's step ran early"
     finally:
-        pager.shutdown()
+        jobs.stop()
 
 
 # -- a restart in the middle of an escalation ---------------------------------------------

@@ -22,9 +22,10 @@ import pytest
 from sqlalchemy import select
 
 from bot.db import Database
-from bot.incidents.models import Incident, TimelineEvent
+from bot.incidents.models import Incident
 from bot.migrations import head_revision
 from bot.sandbox.outbound import OutboundSlack, http_transport
+from bot.timeline import TimelineEvent
 from tests.conftest import PROXY_VARIABLES
 
 FIREBREAK = str(Path(sys.executable).parent / "firebreak")
@@ -162,9 +163,19 @@ def test_health_readiness_and_metrics(served: Served, database_url: str) -> None
     assert status == 200
     assert json.loads(body) == {"status": "ok"}
 
-    status, body = http("GET", served.url + "/readyz")
-    assert status == 200, body
-    assert json.loads(body) == {"status": "ready", "schema": head_revision(database_url)}
+    head = head_revision(database_url)
+
+    def leading() -> dict[str, Any] | None:
+        # The only replica leads: at once on SQLite, after the takeover delay on PostgreSQL;
+        # a standby is ready too.
+        status, body = http("GET", served.url + "/readyz")
+        assert status == 200, body
+        ready = json.loads(body)
+        assert ready["status"] == "ready" and ready["schema"] == head, ready
+        assert ready["scheduler"] in ("leader", "standby"), ready
+        return ready if ready["scheduler"] == "leader" else None
+
+    assert wait_until(leading) == {"status": "ready", "schema": head, "scheduler": "leader"}
 
     status, body = http("GET", served.url + "/metrics")
     assert status == 200

@@ -21,7 +21,7 @@ def incident_count(app: Firebreak) -> int:
 
 def kinds(app: Firebreak) -> list[str]:
     with app.db.session_scope() as session:
-        return [e.kind for e in service.timeline(session, service.get(session, 1))]
+        return [e.kind for e in service.events(session, service.get(session, 1))]
 
 
 def incident_channels(sandbox: SlackSandbox) -> list[str]:
@@ -98,6 +98,6 @@ def test_topic_update_failure_after_a_change_is_recorded_not_lost(
     with firebreak.db.session_scope() as session:
         incident = service.get(session, 1)
         assert incident.severity == "sev1"
-        last = service.timeline(session, incident)[-2:]
+        last = service.events(session, incident)[-2:]
     assert [e.kind for e in last] == ["severity_changed", "slack_error"]
-    assert last[1].text == "Could not update the topic: not_in_channel"
+    assert last[1].data == {"step": "update topic", "error": "not_in_channel"}

@@ -8,10 +8,11 @@ from sqlalchemy import func, select
 
 from bot.app import Firebreak
 from bot.incidents import service
-from bot.incidents.models import Incident, TimelineEvent
+from bot.incidents.models import Incident
 from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import OutboundSlack
 from bot.slack import blocks
+from bot.timeline import TimelineEvent
 from tests.conftest import Slack, wsgi_transport
 
 
@@ -125,7 +126,7 @@ def test_summary_controls_change_severity_and_status_and_resolve(
             "resolved",
             True,
         )
-        tail = [(e.kind, e.actor) for e in service.timeline(session, incident)][-3:]
+        tail = [(e.kind, e.actor) for e in service.events(session, incident)][-3:]
     assert tail == [
         ("severity_changed", "U0BOB"),
         ("status_changed", "U0BOB"),
@@ -149,8 +150,12 @@ def test_add_note_button_opens_a_modal_whose_submission_is_a_note(
     )
     slack.settle()
     with firebreak.db.session_scope() as session:
-        last = service.timeline(session, service.get(session, 1))[-1]
-    assert (last.kind, last.actor, last.text) == ("note", "U0BOB", "Consumers scaled to 12")
+        last = service.events(session, service.get(session, 1))[-1]
+    assert (last.kind, last.actor, last.data) == (
+        "note_added",
+        "U0BOB",
+        {"text": "Consumers scaled to 12"},
+    )
 
 
 def test_pushpin_copies_a_message_into_the_timeline_once(
@@ -167,13 +172,14 @@ def test_pushpin_copies_a_message_into_the_timeline_once(
     slack.settle()
     assert count(firebreak, TimelineEvent) == before + 1
     with firebreak.db.session_scope() as session:
-        last = service.timeline(session, service.get(session, 1))[-1]
-    assert (last.kind, last.actor, last.text) == (
+        last = service.events(session, service.get(session, 1))[-1]
+    assert (last.kind, last.actor, last.data["text"]) == (
         "pinned_message",
         "U0BOB",
         "Found it: the cron job holds a lock",
     )
     assert last.data["author"] == "U0CAROL"
+    assert (last.data["channel"], last.data["ts"]) == (channel, ts)
 
 
 def test_pushpin_outside_incident_channels_is_ignored(

@@ -37,7 +37,10 @@ from bot.timeline import BOT, TimelineEvent
 MAX_MESSAGE = 1000
 # Waits between tries of one notification; the last repeats until max_attempts.
 BACKOFF = (timedelta(seconds=5), timedelta(seconds=15), timedelta(seconds=45), timedelta(minutes=2))
-STALE_SENDING = timedelta(minutes=2)
+# A notification being sent is leased to its sender: `next_attempt_at` holds the lease's end
+# while the status is "sending". A live sender renews it (`renew_leases`); a sender that died
+# leaves it to expire, and the next claim after that sends it again (at least once).
+LEASE = timedelta(seconds=15)
 
 
 class PagingError(Exception):
@@ -364,8 +367,7 @@ def claim_notifications(
             or_(
                 PageNotification.status.in_(("pending", "retry"))
                 & (PageNotification.next_attempt_at <= now),
-                (PageNotification.status == "sending")
-                & (PageNotification.next_attempt_at <= now - STALE_SENDING),
+                (PageNotification.status == "sending") & (PageNotification.next_attempt_at <= now),
             )
         )
         .order_by(PageNotification.id)
@@ -380,7 +382,7 @@ def claim_notifications(
         if page.state not in (TRIGGERED, EXHAUSTED) or row.person not in config.people:
             row.status, row.next_attempt_at = "cancelled", None
             continue
-        row.status, row.attempts, row.next_attempt_at = "sending", row.attempts + 1, now
+        row.status, row.attempts, row.next_attempt_at = "sending", row.attempts + 1, now + LEASE
         incident = f"INC-{page.incident_id}" if page.incident_id else None
         claimed.append(
             (
@@ -401,6 +403,15 @@ def claim_notifications(
             )
         )
     return claimed
+
+
+def renew_leases(session: Session, ids: list[int], now: datetime) -> None:
+    """Extend the lease of notifications this sender is still sending."""
+    session.execute(
+        update(PageNotification)
+        .where(PageNotification.id.in_(ids), PageNotification.status == "sending")
+        .values(next_attempt_at=now + LEASE)
+    )
 
 
 def finish_notification(
