@@ -40,7 +40,7 @@ BACKOFF = (timedelta(seconds=5), timedelta(seconds=15), timedelta(seconds=45), t
 # A notification being sent is leased to its sender: `next_attempt_at` holds the lease's end
 # while the status is "sending". A live sender renews it (`renew_leases`); a sender that died
 # leaves it to expire, and the next claim after that sends it again (at least once).
-LEASE = timedelta(seconds=15)
+LEASE = timedelta(seconds=10)
 
 
 class PagingError(Exception):
