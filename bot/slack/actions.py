@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
+from slack_sdk.errors import SlackApiError
 
 from bot.incidents import service
 from bot.incidents.service import MAX_NOTE, MAX_TITLE, IncidentError, validate_title
 from bot.slack import blocks, flows, grammar, payloads
+from bot.slack.channels import slack_error
 from bot.slack.context import ListenerContext
 from bot.slack.requests import SLACK_ID
 from bot.slack.text import ParseError, clean, quote
 
+log = logging.getLogger(__name__)
 MAX_DESCRIPTION = 3000  # as the modal's input allows
 
 
@@ -21,6 +25,7 @@ def register(app: App, ctx: ListenerContext) -> None:
 
     def change(ack: Ack, body: dict[str, Any], command: grammar.Command, respond: Respond) -> None:
         user, channel = payloads.slack_id(body, "user.id"), payloads.slack_id(body, "channel.id")
+        payloads.response_url(body)
         ack()
         ctx.workers.submit(
             flows.guarded(
@@ -59,11 +64,16 @@ def register(app: App, ctx: ListenerContext) -> None:
     ) -> None:
         trigger_id = payloads.trigger_id(body)
         incident_id = payloads.number(action, "value", what="an incident number")
+        payloads.response_url(body)
         ack()
 
         def open_modal() -> None:
-            with ctx.db.session_scope() as session:
-                view = blocks.note_modal(service.get(session, incident_id))
+            try:
+                with ctx.db.session_scope() as session:
+                    view = blocks.note_modal(service.get(session, incident_id))
+            except IncidentError as error:  # a button from a message that outlived it
+                respond(text=str(error), response_type="ephemeral", replace_original=False)
+                return
             ctx.client.views_open(trigger_id=trigger_id, view=view)
 
         ctx.workers.submit(flows.guarded(open_modal, respond))
@@ -136,8 +146,12 @@ def register(app: App, ctx: ListenerContext) -> None:
         ack()
 
         def add() -> None:
-            with ctx.db.session_scope() as session:
-                channel = service.get(session, incident_id).channel_id
+            try:
+                with ctx.db.session_scope() as session:
+                    channel = service.get(session, incident_id).channel_id
+            except IncidentError as error:
+                _ephemeral(ctx, "", user)(text=str(error))
+                return
             if channel:
                 flows.in_channel(
                     ctx,
@@ -156,12 +170,21 @@ def _input(values: Any, block: str) -> str:
 
 
 def _ephemeral(ctx: ListenerContext, channel: str, user: str) -> flows.Reply:
-    """Modals have no response_url: answer with an ephemeral message, or a DM."""
+    """Modals have no response_url: answer with an ephemeral message in the channel the
+    modal was opened from, or a direct message (also when the ephemeral one fails: the
+    channel is gone, or the bot is not in it). An answer that cannot be delivered at all
+    is logged; what it answered has been done."""
 
     def reply(text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         if channel:
-            ctx.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
-        else:
+            try:
+                ctx.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
+                return
+            except SlackApiError as error:
+                log.warning("could not answer %s in %s: %s", user, channel, slack_error(error))
+        try:
             ctx.client.chat_postMessage(channel=user, text=text, blocks=blocks)
+        except SlackApiError as error:
+            log.warning("could not answer %s: %s (%s)", user, slack_error(error), text[:200])
 
     return reply

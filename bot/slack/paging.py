@@ -49,6 +49,7 @@ def register(app: App, ctx: ListenerContext) -> None:
         ) -> None:
             user = payloads.slack_id(body, "user.id")
             page_id = payloads.number(action, "value", what="a page number", prefix="p-")
+            payloads.response_url(body)
             ack()
             ctx.workers.submit(
                 flows.guarded(lambda: act(ctx, verb, page_id, user=user, reply=respond), respond)

@@ -85,6 +85,12 @@ def trigger_id(body: dict[str, Any]) -> str:
     return value
 
 
+def response_url(body: dict[str, Any]) -> str:
+    """Where to answer a button (the envelope checked that one present is an http(s) URL);
+    a listener that answers through `respond` reads it first, so it is never without it."""
+    return string(body, "response_url")
+
+
 def message_ts(data: Any, path: str) -> str:
     value = string(data, path)
     if not MESSAGE_TS.fullmatch(value):
@@ -137,7 +143,14 @@ def answered(listener: Callable[..., None]) -> Callable[[Args], None]:
             listener(**{name: getattr(args, name) for name in names})
         except Malformed as error:
             log.warning("%s: malformed Slack request: %s", listener.__name__, error)
-            _tell(args, f"Firebreak could not read this request from Slack: {error}", error.block)
+            # Under a modal's field, the message is about what was typed; elsewhere it is
+            # about what Slack sent.
+            said = (
+                str(error)
+                if error.block
+                else f"Firebreak could not read this request from Slack: {error}"
+            )
+            _tell(args, said, error.block)
         except Exception:
             log.exception("%s failed", listener.__name__)
             _tell(args, WENT_WRONG, None)

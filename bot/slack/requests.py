@@ -142,7 +142,7 @@ def parse(raw: bytes, content_type: str | None) -> Accepted | Refused:
             return body
         if "command" in body:
             return _bad("Slash commands come form-encoded, not as JSON.")
-        return _envelope(body, what="event")
+        return _envelope(body, what="body")
     fields = dict(parse_qsl(text, keep_blank_values=True))
     if "payload" in fields:
         payload = _json_object(fields["payload"], "The payload field")
@@ -159,9 +159,10 @@ def parse(raw: bytes, content_type: str | None) -> Accepted | Refused:
 def _json_object(text: str, what: str) -> dict[str, Any] | Refused:
     try:
         value = json.loads(text)
-    except (ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError
-        detail = f" ({error})" if isinstance(error, json.JSONDecodeError) else ""
-        return _bad(f"{what} is not valid JSON{detail}.")
+    except RecursionError:
+        return _bad(f"{what} is nested more than {MAX_DEPTH} levels deep.")
+    except ValueError as error:  # JSONDecodeError, or an integer of more than 4300 digits
+        return _bad(f"{what} is not valid JSON ({error}).")
     if not isinstance(value, dict):
         return _bad(f"{what} must be a JSON object, not {_kind(value)}.")
     if _depth(value) > MAX_DEPTH:
