@@ -22,7 +22,7 @@ from bot.jobs import JobRunner
 from bot.leader import Leadership
 from bot.metrics import Metrics
 from bot.pager import Pager
-from bot.slack import actions, commands, events, oncall, paging
+from bot.slack import actions, commands, events, oncall, once, paging
 from bot.slack.announcer import SlackAnnouncer
 from bot.slack.channels import IncidentChannels
 from bot.slack.context import ListenerContext
@@ -144,6 +144,7 @@ def build(settings: Settings) -> Firebreak:
         jobs=jobs,
         clock=clock,
     )
+    bolt.use(once.Once(db, clock))  # a retried or doubled Slack request acts once
     commands.register(bolt, ctx)
     actions.register(bolt, ctx)
     events.register(bolt, ctx)

@@ -9,7 +9,7 @@ strings (Slack user ids, `cli:<login>`), and messages are plain text for the edg
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -22,9 +22,6 @@ from bot.timeline import BOT, TimelineEvent
 
 MAX_TITLE = 200
 MAX_NOTE = 3000
-# A second declaration of the same title by the same person within this window is taken
-# for a double submission (or a retry after a Slack failure) and resumes the first one.
-RESUME_WINDOW = timedelta(minutes=10)
 
 __all__ = ["BOT", "Change", "Declaration", "IncidentError"]
 
@@ -147,26 +144,37 @@ def declare(
     severity: str | None = None,
     description: str = "",
 ) -> Declaration:
-    """Record a new incident, or return the one this request (or its twin) already declared."""
+    """Record a new incident, or return the one this request (or its twin) already declared.
+
+    A twin is the same person's open incident of the same title (case-insensitive): a
+    double submission, a retry after a Slack failure (the caller finishes its setup), or
+    one of many identical requests racing on threads or replicas. The database decides,
+    not the look-ups: `declare_key` is unique, and a partial unique index allows one open
+    incident per person and title (`bot.idempotency.OPEN_DECLARATION`), so of racing
+    declarations one inserts and the others find it.
+    """
     title = validate_title(title)
     severity = validate_severity(severity or policy.default_severity, policy)
-    same_request = session.scalars(
-        select(Incident).where(Incident.declare_key == declare_key)
-    ).one_or_none()
-    if same_request is not None:
-        return Declaration(same_request, created=False)
-    twin = session.scalars(
-        select(Incident)
-        .where(
-            Incident.declared_by == declared_by,
-            func.lower(Incident.title) == title.lower(),
-            Incident.resolved_at.is_(None),
-        )
-        .order_by(Incident.id.desc())
-    ).first()
-    if twin is not None and (twin.summary_ts is None or now - twin.declared_at < RESUME_WINDOW):
-        return Declaration(twin, created=False)
 
+    def existing() -> Incident | None:
+        same_request = session.scalars(
+            select(Incident).where(Incident.declare_key == declare_key)
+        ).one_or_none()
+        if same_request is not None:
+            return same_request
+        return session.scalars(
+            select(Incident)
+            .where(
+                Incident.declared_by == declared_by,
+                func.lower(Incident.title) == func.lower(title),
+                Incident.resolved_at.is_(None),
+            )
+            .order_by(Incident.id.desc())
+        ).first()
+
+    found = existing()
+    if found is not None:
+        return Declaration(found, created=False)
     incident = Incident(
         title=title,
         description=description.strip(),
@@ -180,9 +188,11 @@ def declare(
         with session.begin_nested():
             session.add(incident)
     except IntegrityError:
-        # The same request raced us to it; theirs is the incident.
-        raced = session.scalars(select(Incident).where(Incident.declare_key == declare_key)).one()
-        return Declaration(raced, created=False)
+        # The same request, or a twin, committed first (the insert waited for it).
+        found = existing()
+        if found is None:
+            raise
+        return Declaration(found, created=False)
     record(
         session,
         incident,

@@ -8,6 +8,8 @@
   (case-insensitive), so identical declarations racing on several threads or replicas give
   one incident. Open duplicates declared before this revision keep their rows; all but the
   newest of each group get the declare key `legacy-duplicate:<id>`, which the index skips.
+  On SQLite a migration that recreates `incidents` in batch mode must create this index
+  again: SQLAlchemy cannot reflect an expression index, so the copy would not have it.
 
 Revision ID: 0004
 Revises: 0003
@@ -77,6 +79,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("uq_incidents_open_declaration", table_name="incidents")
+    # IF EXISTS: on SQLite a later migration that recreates `incidents` in batch mode loses
+    # this index (SQLAlchemy cannot reflect an expression index to copy it).
+    op.execute("DROP INDEX IF EXISTS uq_incidents_open_declaration")
     op.drop_index("ix_slack_requests_received_at", table_name="slack_requests")
     op.drop_table("slack_requests")
