@@ -25,7 +25,7 @@ from typing import Any
 from slack_bolt import BoltResponse
 from slack_bolt.kwargs_injection.args import Args
 
-from bot.slack.requests import MESSAGE_TS, SLACK_ID, TRIGGER_ID
+from bot.slack.requests import MESSAGE_TS, SLACK_ID, TRIGGER_ID, kind_of
 from bot.slack.text import choices, number_id, quote
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def string(data: Any, path: str, *, default: str | None = None, block: str | Non
     if value is None and default is not None:
         return default
     if not isinstance(value, str):
-        raise Malformed(f"`{path}` should be text, not {_kind(value)}.", block=block)
+        raise Malformed(f"`{path}` should be text, not {kind_of(value)}.", block=block)
     return value
 
 
@@ -118,13 +118,6 @@ def choice(
             block=block,
         )
     return value
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    names = {dict: "an object", list: "a list", bool: "a boolean"}
-    return names.get(type(value), "a number")
 
 
 # -- answering ----------------------------------------------------------------------------

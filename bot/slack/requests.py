@@ -164,7 +164,7 @@ def _json_object(text: str, what: str) -> dict[str, Any] | Refused:
     except ValueError as error:  # JSONDecodeError, or an integer of more than 4300 digits
         return _bad(f"{what} is not valid JSON ({error}).")
     if not isinstance(value, dict):
-        return _bad(f"{what} must be a JSON object, not {_kind(value)}.")
+        return _bad(f"{what} must be a JSON object, not {kind_of(value)}.")
     if _depth(value) > MAX_DEPTH:
         return _bad(f"{what} is nested more than {MAX_DEPTH} levels deep.")
     return value
@@ -212,9 +212,9 @@ def _routing(body: dict[str, Any], kind: str, what: str) -> str | None:
     ):
         return f"The {what}'s `authorizations` must be a list of objects."
     if "view" in body and not isinstance(body["view"], dict):
-        return f"The {what}'s `view` must be an object, not {_kind(body['view'])}."
+        return f"The {what}'s `view` must be an object, not {kind_of(body['view'])}."
     if "event" in body and not isinstance(body["event"], dict):
-        return f"The {what}'s `event` must be an object, not {_kind(body['event'])}."
+        return f"The {what}'s `event` must be an object, not {kind_of(body['event'])}."
     if kind == "event_callback":
         if "event" not in body:
             return "An event_callback has no `event`."
@@ -286,7 +286,7 @@ def _ids(value: dict[str, Any], where: str) -> str | None:
     for name in _ID_FIELDS:
         field = value.get(name)
         if field is not None and not isinstance(field, str | dict):
-            return f"`{where}.{name}` must be a string or an object, not {_kind(field)}."
+            return f"`{where}.{name}` must be a string or an object, not {kind_of(field)}."
     for name in _NESTED:
         nested = value.get(name)
         if isinstance(nested, dict):
@@ -318,7 +318,8 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """What a JSON value is, for a message: "a list", "null", "a number"..."""
     if value is None:
         return "null"
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
