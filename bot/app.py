@@ -26,6 +26,7 @@ from bot.slack import actions, commands, events, oncall, once, paging
 from bot.slack.announcer import SlackAnnouncer
 from bot.slack.channels import IncidentChannels
 from bot.slack.context import ListenerContext
+from bot.slack.outbox import SlackOutbox
 from bot.web import create_web_app
 from bot.workers import WorkerPool
 from integrations.notifiers import build_notifiers
@@ -132,7 +133,15 @@ def build(settings: Settings) -> Firebreak:
     )
     notifiers = build_notifiers(settings.file, client, os.environ)
     oncall_config = settings.file.oncall
-    jobs = JobRunner(db, oncall_config, notifiers, clock, SlackAnnouncer(client, settings.file))
+    slack_outbox = SlackOutbox(db, client, channels, clock)
+    jobs = JobRunner(
+        db,
+        oncall_config,
+        notifiers,
+        clock,
+        SlackAnnouncer(client, settings.file, slack_outbox),
+        reconcilers=[slack_outbox.reconcile],
+    )
     pager = Pager(db, oncall_config, jobs, clock)
     ctx = ListenerContext(
         config=settings.file,
@@ -143,6 +152,7 @@ def build(settings: Settings) -> Firebreak:
         pager=pager,
         jobs=jobs,
         clock=clock,
+        outbox=slack_outbox,
     )
     bolt.use(once.Once(db, clock))  # a retried or doubled Slack request acts once
     commands.register(bolt, ctx)

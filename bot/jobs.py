@@ -21,13 +21,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.db import Database
@@ -47,7 +48,13 @@ GRACE = timedelta(seconds=2)
 class Announcer(Protocol):
     """Where the runner reports what people must see (Slack, in `bot.slack.announcer`)."""
 
-    def page_exhausted(self, page: Page) -> None: ...
+    def page_exhausted(self, session: Session, page: Page) -> list[int]:
+        """Queue the announcement in the transaction that exhausted the page (outbox ids)."""
+        ...
+
+    def send(self, queued: list[int]) -> None:
+        """Send what `page_exhausted` queued, after the commit."""
+        ...
 
     def handoffs(self, due: list[DueHandoff]) -> None: ...
 
@@ -60,12 +67,15 @@ class JobRunner:
         notifiers: Mapping[str, Notifier],
         clock: Clock,
         announcer: Announcer | None = None,
+        reconcilers: Sequence[Callable[[], object]] = (),
     ) -> None:
         self.db = db
         self.config = config
         self.notifiers = dict(notifiers)
         self.clock = clock
         self.announcer = announcer
+        # More reconcile passes from other layers (the Slack outbox and unfinished setups).
+        self.reconcilers = list(reconcilers)
         self.scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()
 
@@ -115,14 +125,24 @@ class JobRunner:
 
     # -- after a transaction that ran a step ----------------------------------------
 
-    def after_commit(self, step: Step | None) -> None:
+    def effects(self, session: Session, step: Step | None) -> list[int]:
+        """What a step needs written in its own transaction: an exhausted page's
+        announcement (queued in the outbox). Returns what to send after the commit."""
+        if step is None or not step.exhausted or self.announcer is None:
+            return []
+        return self.announcer.page_exhausted(session, paging.get(session, step.page_id))
+
+    def after_commit(self, step: Step | None, queued: Sequence[int] = ()) -> None:
         """Send what a committed step created, and schedule the page's next step."""
         if step is None:
             return
         if step.next_at is not None:
             self._schedule_escalation(step.page_id, step.generation, step.next_at)
-        if step.exhausted:
-            self._announce_exhausted(step.page_id)
+        if queued and self.announcer is not None:
+            try:
+                self.announcer.send(list(queued))
+            except Exception:  # queued: the outbox's reconcile sends it
+                log.exception("could not send the announcement of page %s", step.page_id)
         if step.notifications:
             self.deliver(step.notifications)
 
@@ -131,7 +151,8 @@ class JobRunner:
     def run_escalation(self, page_id: int, generation: int) -> Step | None:
         with self.db.session_scope() as session:
             step = paging.escalate(session, self.config, page_id, generation, self.clock())
-        self.after_commit(step)
+            queued = self.effects(session, step)
+        self.after_commit(step, queued)
         return step
 
     def deliver(self, ids: list[int] | None = None) -> int:
@@ -218,6 +239,11 @@ class JobRunner:
         for notification_id, at in retries:
             if at > now - GRACE:
                 self._schedule_delivery(notification_id, at + GRACE, only_if_missing=True)
+        for reconcile in self.reconcilers:
+            try:
+                reconcile()
+            except Exception:
+                log.exception("a reconcile pass failed; the next one retries")
 
     def announce_handoffs(self) -> None:
         if self.announcer is None or not self.config.schedules:
@@ -226,16 +252,6 @@ class JobRunner:
             due = due_handoffs(session, self.config, self.clock())
         if due:
             self.announcer.handoffs(due)
-
-    def _announce_exhausted(self, page_id: int) -> None:
-        if self.announcer is None:
-            return
-        with self.db.session_scope() as session:
-            page = paging.get(session, page_id)
-        try:
-            self.announcer.page_exhausted(page)
-        except Exception:
-            log.exception("could not announce exhausted page %s", page_id)
 
     # -- scheduling -----------------------------------------------------------------
 

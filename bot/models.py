@@ -5,12 +5,14 @@ from __future__ import annotations
 from bot.idempotency import SlackRequest as SlackRequest  # and the open-declaration index
 from bot.incidents.models import Incident, RoleAssignment
 from bot.oncall.models import Handoff, OncallOverride, Page, PageNotification
+from bot.outbox import OutboxItem
 from bot.timeline import TimelineEvent
 
 __all__ = [
     "Handoff",
     "Incident",
     "OncallOverride",
+    "OutboxItem",
     "Page",
     "PageNotification",
     "RoleAssignment",

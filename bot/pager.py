@@ -2,10 +2,16 @@
 
 Each call runs the domain (`bot.oncall.paging`) in its own transaction and, after it
 commits, hands the step it ran to the job runner (send its notifications, schedule the next
-step). Nothing here knows Slack; the listeners render what comes back.
+step). `within`, when given, runs in that same transaction with the result (a listener
+enqueues the channel post that announces it, so the post commits with the change). Nothing
+here knows Slack; the listeners render what comes back.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.db import Database
@@ -32,6 +38,7 @@ class Pager:
         created_by: str,
         incident_id: int | None = None,
         dedup_key: str | None = None,
+        within: Callable[[Session, Triggered], object] | None = None,
     ) -> Triggered:
         """Trigger a page and run its first step (one transaction), then send it."""
         if isinstance(target, str):
@@ -50,7 +57,10 @@ class Pager:
                 incident_id=incident_id,
                 dedup_key=dedup_key,
             )
-        self.jobs.after_commit(result.step)
+            if within is not None:
+                within(session, result)
+            queued = self.jobs.effects(session, result.step)
+        self.jobs.after_commit(result.step, queued)
         return result
 
     def page(
@@ -73,16 +83,31 @@ class Pager:
         with self.db.session_scope() as session:
             return paging.get(session, result.page.id)
 
-    def acknowledge(self, page_id: int, by: str) -> Outcome:
+    def acknowledge(
+        self, page_id: int, by: str, within: Callable[[Session, Outcome], object] | None = None
+    ) -> Outcome:
         with self.db.session_scope() as session:
-            return paging.acknowledge(session, page_id, by=by, now=self.clock())
+            outcome = paging.acknowledge(session, page_id, by=by, now=self.clock())
+            if within is not None:
+                within(session, outcome)
+        return outcome
 
-    def resolve(self, page_id: int, by: str) -> Outcome:
+    def resolve(
+        self, page_id: int, by: str, within: Callable[[Session, Outcome], object] | None = None
+    ) -> Outcome:
         with self.db.session_scope() as session:
-            return paging.resolve(session, page_id, by=by, now=self.clock())
+            outcome = paging.resolve(session, page_id, by=by, now=self.clock())
+            if within is not None:
+                within(session, outcome)
+        return outcome
 
-    def escalate_now(self, page_id: int, by: str) -> Outcome:
+    def escalate_now(
+        self, page_id: int, by: str, within: Callable[[Session, Outcome], object] | None = None
+    ) -> Outcome:
         with self.db.session_scope() as session:
             outcome = paging.escalate_now(session, self.config, page_id, by=by, now=self.clock())
-        self.jobs.after_commit(outcome.step)
+            if within is not None:
+                within(session, outcome)
+            queued = self.jobs.effects(session, outcome.step)
+        self.jobs.after_commit(outcome.step, queued)
         return outcome

@@ -33,6 +33,7 @@ from bot.oncall.models import Handoff, OncallOverride
 from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import Reply
 from bot.slack.announcer import SlackAnnouncer
+from bot.slack.outbox import SlackOutbox
 from tests.conftest import PEOPLE, SECRET, Slack
 
 NOW = "2026-03-25 11:00:00"  # Wed 12:00 CET
@@ -367,7 +368,8 @@ def test_a_slack_failure_is_logged_not_raised(
     firebreak: Firebreak, sandbox: SlackSandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     broken = firebreak.settings.file.model_copy(update={"schedules": make_schedules("C0GONE")})
-    announcer = SlackAnnouncer(firebreak.client, broken)
+    outbox = SlackOutbox(firebreak.db, firebreak.client, firebreak.channels, firebreak.clock)
+    announcer = SlackAnnouncer(firebreak.client, broken, outbox)
     JobRunner(firebreak.db, broken.oncall, {}, firebreak.clock, announcer).announce_handoffs()
     assert len(handoffs(firebreak)) == 1
     assert next(c.params["channel"] for c in sandbox.calls_to("chat.postMessage")) == "U0ALICE"

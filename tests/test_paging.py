@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 from bot import timeline
 from bot.app import Firebreak
-from bot.jobs import GRACE
 from bot.cli import main
 from bot.config import FileConfig
 from bot.incidents import service as incidents
+from bot.jobs import GRACE
 from bot.oncall import paging
 from bot.oncall.models import Page, PageNotification
 from bot.oncall.targets import Target

@@ -33,6 +33,8 @@ class Incident(Base):
     channel_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     summary_ts: Mapped[str | None] = mapped_column(String(32))
     announcement_ts: Mapped[str | None] = mapped_column(String(32))
+    # When every setup step had succeeded; NULL: the reconcile pass still has work to do.
+    set_up_at: Mapped[datetime | None]
 
     @property
     def reference(self) -> str:

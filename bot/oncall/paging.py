@@ -80,6 +80,7 @@ class Triggered:
     page: Page
     created: bool
     step: Step | None
+    event: TimelineEvent | None = None  # the page_triggered fact, when created
 
 
 # -- targets and policies ---------------------------------------------------------------
@@ -224,9 +225,11 @@ def trigger(
         if raced is None:
             raise
         return Triggered(raced, created=False, step=None)
-    _event(session, page, "page_triggered", created_by, now, target=str(target), message=message)
+    event = _event(
+        session, page, "page_triggered", created_by, now, target=str(target), message=message
+    )
     step = escalate(session, config, page.id, page.generation, now)
-    return Triggered(page, created=True, step=step)
+    return Triggered(page, created=True, step=step, event=event)
 
 
 def escalate(

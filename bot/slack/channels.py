@@ -86,6 +86,9 @@ class IncidentChannels:
             self._step(incident_id, "topic", lambda: self._initial_topic(incident_id, channel_id))
             self._step(incident_id, "summary", lambda: self._post_summary(incident_id, channel_id))
             self._step(incident_id, "announcement", lambda: self._announce(incident_id))
+            with self.db.session_scope() as session:
+                incident = service.get(session, incident_id, lock=True)
+                incident.set_up_at = incident.set_up_at or self.clock()
             return Setup(incident_id, reference, channel_id)
 
     def _record(self, incident_id: int, kind: str, **details: Any) -> None:
@@ -279,12 +282,13 @@ class IncidentChannels:
 
     # -- keeping it current -----------------------------------------------------------
 
-    def refresh(self, incident_id: int) -> None:
+    def refresh(self, incident_id: int, *, strict: bool = False) -> None:
         """Bring topic, pinned summary and announcement up to the incident's current state.
 
         Serialised per incident and reading the state inside the lock, so the last refresh
-        always shows the latest state even when two changes race. A failed update is logged
-        and written to the timeline; the change itself is already committed.
+        always shows the latest state even when two changes race. Each part is tried; a
+        failure is logged and written to the timeline, or, when `strict` (the outbox, which
+        retries and records what finally failed), raised after trying the others.
         """
         with incident_lock(self.db, incident_id):
             with self.db.session_scope() as session:
@@ -295,28 +299,38 @@ class IncidentChannels:
                 announcement = Message(blocks.summary_text(incident), blocks.announcement(incident))
             if channel_id is None:
                 return
-            self._try_update(incident_id, "topic", lambda: self._set_topic(incident_id, channel_id))
+            failures: list[Exception] = []
+            update = partial(self._try_update, incident_id, failures=failures if strict else None)
+            update("topic", lambda: self._set_topic(incident_id, channel_id))
             if summary_ts is not None:
-                self._try_update(
-                    incident_id, "summary", lambda: self._update(channel_id, summary_ts, summary)
-                )
+                update("summary", lambda: self._update(channel_id, summary_ts, summary))
             announce_channel = self.config.slack.announce_channel
             if announcement_ts is not None and announce_channel is not None:
-                self._try_update(
-                    incident_id,
+                update(
                     "announcement",
                     lambda: self._update(announce_channel, announcement_ts, announcement),
                 )
+            if failures:
+                raise failures[0]
 
     def _update(self, channel_id: str, ts: str, message: Message) -> None:
         self.client.chat_update(channel=channel_id, ts=ts, text=message.text, blocks=message.blocks)
 
-    def _try_update(self, incident_id: int, what: str, update: Callable[[], object]) -> None:
+    def _try_update(
+        self,
+        incident_id: int,
+        what: str,
+        update: Callable[[], object],
+        failures: list[Exception] | None = None,
+    ) -> None:
         try:
             update()
         except (SlackApiError, OSError) as error:
             reason = slack_error(error)
             log.warning("incident %s: updating the %s failed: %s", incident_id, what, reason)
+            if failures is not None:
+                failures.append(error)
+                return
             self._record(
                 incident_id,
                 "slack_error",

@@ -12,6 +12,7 @@ from bot.db import Database
 from bot.jobs import JobRunner
 from bot.pager import Pager
 from bot.slack.channels import IncidentChannels
+from bot.slack.outbox import SlackOutbox
 from bot.workers import WorkerPool
 
 
@@ -25,3 +26,4 @@ class ListenerContext:
     pager: Pager
     jobs: JobRunner
     clock: Clock
+    outbox: SlackOutbox

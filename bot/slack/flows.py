@@ -13,12 +13,13 @@ from typing import Any, TypeVar
 from slack_bolt import Ack
 from sqlalchemy.orm import Session
 
+from bot import outbox
 from bot.incidents import service
 from bot.incidents.models import Incident
 from bot.incidents.service import Change, IncidentError
 from bot.slack import blocks, grammar
 from bot.slack import timeline as timeline_text
-from bot.slack.channels import SetupFailed, slack_error
+from bot.slack.channels import SetupFailed
 from bot.slack.context import ListenerContext
 from bot.slack.grammar import ParseError
 
@@ -76,11 +77,13 @@ def in_channel(
 ) -> None:
     """A command typed in (or a button pressed in) an incident channel.
 
-    The transaction only decides what to say; replies and Slack updates go out after it
-    commits, so no lock is held across a network call.
+    The change, its timeline event, and the channel post and refresh it calls for (the
+    outbox) commit together; Slack is called after the commit, so no lock is held across a
+    network call and an outage delays the post instead of losing it.
     """
     answer: dict[str, Any] | None = None
     change: Change | None = None
+    queued: list[int] = []
     try:
         with ctx.db.session_scope() as session:
             incident = service.find_by_channel(session, channel, lock=True)
@@ -94,6 +97,8 @@ def in_channel(
                 }
             else:
                 change = _apply(session, ctx, incident, command, user)
+                if change.event is not None:
+                    queued = _enqueue_posts(session, ctx, change, channel, command)
     except IncidentError as error:
         answer = {"text": str(error)}
     if answer is not None:
@@ -103,15 +108,30 @@ def in_channel(
     if change.event is None:
         reply(text=change.reason)
         return
-    try:
-        ctx.channels.post(channel, timeline_text.post(change.event))
-    except Exception as error:  # the change is committed; say so rather than fail
-        log.warning("posting to %s failed: %s", channel, slack_error(error))
-        reply(text=f"Done, but I could not post in the channel: {slack_error(error)}")
+    delivery = ctx.outbox.deliver(queued)
+    if delivery.waiting:
+        reply(text=QUEUED)
     if isinstance(command, grammar.AssignRole):
         ctx.channels.invite_quietly(change.incident.id, channel, command.user_id)
+
+
+QUEUED = (
+    "Done and recorded. Slack is not answering right now, so the channel post is queued; "
+    "it will go out as soon as Slack takes it. There is nothing to repeat."
+)
+
+
+def _enqueue_posts(
+    session: Session, ctx: ListenerContext, change: Change, channel: str, command: grammar.Command
+) -> list[int]:
+    """The channel post of a change, and the refresh of topic and summary it calls for."""
+    assert change.event is not None
+    now, incident_id = ctx.clock(), change.incident.id
+    body = {"channel": channel, "text": timeline_text.post(change.event)}
+    queued = [outbox.enqueue(session, outbox.POST, body, now=now, incident_id=incident_id)]
     if isinstance(command, REFRESHING):
-        ctx.channels.refresh(change.incident.id)
+        queued.append(outbox.enqueue(session, outbox.REFRESH, {}, now=now, incident_id=incident_id))
+    return queued
 
 
 def _apply(

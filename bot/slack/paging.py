@@ -6,10 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
+from sqlalchemy.orm import Session
 
-from bot import timeline
+from bot import outbox
 from bot.incidents import service as incidents
-from bot.oncall.paging import Outcome, PagingError
+from bot.oncall.paging import Outcome, PagingError, Triggered
 from bot.slack import blocks, flows, page_grammar, payloads
 from bot.slack import timeline as timeline_text
 from bot.slack.context import ListenerContext
@@ -73,43 +74,73 @@ def trigger(
     with ctx.db.session_scope() as session:
         incident = incidents.find_by_channel(session, channel)
         incident_id = incident.id if incident is not None else None
+    queued: list[int] = []
+
+    def announce_in_the_incident(session: Session, result: Triggered) -> None:
+        if incident_id is not None and result.event is not None:
+            body = {"channel": channel, "text": timeline_text.post(result.event)}
+            queued.append(
+                outbox.enqueue(session, outbox.POST, body, now=ctx.clock(), incident_id=incident_id)
+            )
+
     try:
         result = ctx.pager.trigger(
-            target=command.target, message=command.message, created_by=user, incident_id=incident_id
+            target=command.target,
+            message=command.message,
+            created_by=user,
+            incident_id=incident_id,
+            within=announce_in_the_incident,
         )
     except PagingError as error:
         reply(text=str(error))
         return
-    with ctx.db.session_scope() as session:
-        events = timeline.for_page(session, result.page.id)
-    triggered = next(e for e in events if e.kind == "page_triggered")
+    assert result.event is not None, "a page without a dedup key is always new"
+    delivery = ctx.outbox.deliver(queued)
     about = f" for INC-{incident_id}" if incident_id else ""
-    reply(text=f"{timeline_text.post(triggered)}{about}.")
-    if incident_id is not None:
-        ctx.channels.post(channel, timeline_text.post(triggered))
+    queued_note = " The post in the incident channel is queued." if delivery.waiting else ""
+    reply(text=f"{timeline_text.post(result.event)}{about}.{queued_note}")
 
 
 def act(ctx: ListenerContext, verb: str, page_id: int, *, user: str, reply: flows.Reply) -> None:
-    actions: dict[str, Callable[[int, str], Outcome]] = {
+    actions: dict[str, Callable[..., Outcome]] = {
         "ack": ctx.pager.acknowledge,
         "escalate": ctx.pager.escalate_now,
         "resolve": ctx.pager.resolve,
     }
+    queued: list[int] = []
+
+    def announce_in_the_incident(session: Session, outcome: Outcome) -> None:
+        if outcome.event is None or outcome.page.incident_id is None:
+            return
+        channel = incidents.get(session, outcome.page.incident_id).channel_id
+        if channel:
+            body = {"channel": channel, "text": _said(outcome)}
+            queued.append(
+                outbox.enqueue(
+                    session,
+                    outbox.POST,
+                    body,
+                    now=ctx.clock(),
+                    incident_id=outcome.page.incident_id,
+                )
+            )
+
     try:
-        outcome = actions[verb](page_id, user)
+        outcome = actions[verb](page_id, user, within=announce_in_the_incident)
     except PagingError as error:
         reply(text=str(error))
         return
     if outcome.event is None:
         reply(text=_unchanged(outcome))
         return
-    text = f"{timeline_text.post(outcome.event)}: {escape(outcome.page.message)}"
-    reply(text=text)
-    if outcome.page.incident_id is not None:
-        with ctx.db.session_scope() as session:
-            channel = incidents.get(session, outcome.page.incident_id).channel_id
-        if channel:
-            ctx.channels.post(channel, text)
+    delivery = ctx.outbox.deliver(queued)
+    queued_note = " The post in the incident channel is queued." if delivery.waiting else ""
+    reply(text=_said(outcome) + queued_note)
+
+
+def _said(outcome: Outcome) -> str:
+    assert outcome.event is not None
+    return f"{timeline_text.post(outcome.event)}: {escape(outcome.page.message)}"
 
 
 def _unchanged(outcome: Outcome) -> str:

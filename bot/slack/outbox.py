@@ -1,0 +1,175 @@
+"""Sending the outbox (`bot.outbox`) to Slack, and finishing incidents left half set up.
+
+`deliver(ids)` is called right after the transaction that wrote the items, by the process
+that wrote them; whatever Slack did not take (an outage, a 429) waits with backoff and
+`Retry-After`, and the scheduler leader's `reconcile` sends it when it is due. Items of an
+incident go out in order. A refresh re-renders the topic, pinned summary and announcement
+from the incident as it is then, so a late refresh never shows an older state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import select
+
+from bot import outbox
+from bot.clock import Clock
+from bot.db import Database
+from bot.incidents import service
+from bot.incidents.models import Incident
+from bot.slack.channels import IncidentChannels, SetupFailed, slack_error
+
+log = logging.getLogger(__name__)
+# Errors that no retry can mend: the post is recorded as failed in the incident's timeline.
+PERMANENT = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "msg_too_long",
+        "no_text",
+        "missing_scope",
+        "not_authed",
+        "invalid_auth",
+        "account_inactive",
+        "token_revoked",
+    }
+)
+GRACE = timedelta(seconds=2)  # a just-due item is being sent by its maker
+SETUP_RETRY = timedelta(seconds=30)  # how often reconcile retries an unfinished setup
+
+
+@dataclass(frozen=True)
+class Delivery:
+    sent: int
+    waiting: int  # items asked for that are still queued (Slack did not take them yet)
+
+
+class SlackOutbox:
+    def __init__(
+        self, db: Database, client: WebClient, channels: IncidentChannels, clock: Clock
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.channels = channels
+        self.clock = clock
+        self._setup_tries: dict[int, datetime] = {}
+        self._setup_lock = threading.Lock()
+
+    def deliver(self, ids: list[int] | None = None) -> Delivery:
+        """Send these items (or every due one), in order per incident, until none is left
+        that can go now."""
+        sent = 0
+        for _ in range(100):  # each round unblocks the next item of each incident
+            with self.db.session_scope() as session:
+                claimed = outbox.claim(session, self.clock(), ids)
+            if not claimed:
+                break
+            for item in claimed:
+                sent += self._attempt(item)
+        if ids is None:
+            return Delivery(sent, 0)
+        with self.db.session_scope() as session:
+            still = session.scalars(
+                select(outbox.OutboxItem.id).where(
+                    outbox.OutboxItem.id.in_(ids), outbox.OutboxItem.status.in_(outbox.WAITING)
+                )
+            ).all()
+        return Delivery(sent, len(still))
+
+    def _attempt(self, item: outbox.Claimed) -> int:
+        error, retryable, retry_after = None, True, None
+        try:
+            if item.kind == outbox.POST:
+                self.client.chat_postMessage(
+                    channel=item.body["channel"],
+                    text=item.body["text"],
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+            elif item.kind == outbox.REFRESH and item.incident_id is not None:
+                self.channels.refresh(item.incident_id, strict=True)
+        except SlackApiError as failure:
+            error = slack_error(failure)
+            retryable = error not in PERMANENT
+            header = (failure.response.headers or {}).get("Retry-After") or (
+                failure.response.headers or {}
+            ).get("retry-after")
+            retry_after = float(header) if header and str(header).isdigit() else None
+        except OSError as failure:
+            error = slack_error(failure)
+        except Exception as failure:  # a bug must not wedge the queue: retried, and logged
+            log.exception("outbox item %s failed", item.id)
+            error = f"{type(failure).__name__}: {failure}"
+        with self.db.session_scope() as session:
+            again = outbox.finish(
+                session,
+                item.id,
+                now=self.clock(),
+                error=error,
+                retryable=retryable,
+                retry_after=retry_after,
+            )
+            if error is not None and again is None and item.incident_id is not None:
+                what = (
+                    "post in the channel"
+                    if item.kind == outbox.POST
+                    else "refresh the topic and summary"
+                )
+                service.record(
+                    session,
+                    service.get(session, item.incident_id),
+                    "slack_error",
+                    now=self.clock(),
+                    data={"step": what, "error": error},
+                )
+        if error is not None:
+            log.warning("outbox item %s (%s) not sent: %s", item.id, item.kind, error)
+        return int(error is None)
+
+    # -- the leader's reconcile pass -------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Send what is due (past its maker's grace), and finish unfinished setups."""
+        now = self.clock()
+        with self.db.session_scope() as session:
+            due = [item_id for item_id, at in outbox.due_times(session) if at <= now - GRACE]
+        if due:
+            self.deliver(due)
+        self.finish_setups()
+
+    def finish_setups(self) -> None:
+        """Run the setup of every open incident that was left half done (a Slack outage, a
+        crash), at most every SETUP_RETRY per incident; `IncidentChannels.open` is
+        idempotent and takes the incident's lock, so it never doubles a step."""
+        now = self.clock()
+        with self.db.session_scope() as session:
+            unfinished = session.execute(
+                select(Incident.id, Incident.declared_by).where(
+                    Incident.set_up_at.is_(None), Incident.resolved_at.is_(None)
+                )
+            ).all()
+        with self._setup_lock:
+            open_ids = {incident_id for incident_id, _ in unfinished}
+            for stale in set(self._setup_tries) - open_ids:
+                del self._setup_tries[stale]
+            due = [
+                (incident_id, declared_by)
+                for incident_id, declared_by in unfinished
+                if self._setup_tries.get(incident_id, now - SETUP_RETRY) <= now - SETUP_RETRY
+            ]
+            for incident_id, _ in due:
+                self._setup_tries[incident_id] = now
+        for incident_id, declared_by in due:
+            try:
+                self.channels.open(incident_id, declared_by)
+            except SetupFailed as failed:
+                log.info("incident %s: setup still unfinished: %s", incident_id, failed)
