@@ -28,8 +28,8 @@ POST = "post"  # chat.postMessage: {"channel", "text"}
 REFRESH = "refresh"  # topic, pinned summary and announcement of the incident, as they are now
 WAITING = ("pending", "retry", "sending")
 LEASE = timedelta(seconds=30)
-BACKOFF = (timedelta(seconds=2), timedelta(seconds=5), timedelta(seconds=15), timedelta(seconds=30))
-MAX_BACKOFF = timedelta(minutes=1)
+BACKOFF = (timedelta(seconds=2), timedelta(seconds=5), timedelta(seconds=10), timedelta(seconds=20))
+MAX_BACKOFF = timedelta(seconds=30)
 GIVE_UP_AFTER = timedelta(days=1)
 
 
