@@ -43,6 +43,12 @@ log = logging.getLogger(__name__)
 RECONCILE_EVERY = timedelta(seconds=5)
 HANDOFFS_EVERY = timedelta(minutes=1)
 GRACE = timedelta(seconds=2)
+SUPERVISE_EVERY = timedelta(seconds=2)
+
+
+def _alive(scheduler: BackgroundScheduler) -> bool:
+    thread = getattr(scheduler, "_thread", None)
+    return bool(scheduler.running and thread is not None and thread.is_alive())
 
 
 class Announcer(Protocol):
@@ -78,6 +84,8 @@ class JobRunner:
         self.reconcilers = list(reconcilers)
         self.scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
 
     # -- leadership -----------------------------------------------------------------
 
@@ -108,10 +116,34 @@ class JobRunner:
                 id="handoffs",
             )
             self.scheduler = scheduler
+            if self._supervisor is None or not self._supervisor.is_alive():
+                self._stopping.clear()
+                self._supervisor = threading.Thread(
+                    target=self._supervise, name="firebreak-scheduler-watch", daemon=True
+                )
+                self._supervisor.start()
         log.info("scheduler started (this replica leads)")
+
+    def _supervise(self) -> None:
+        """Restart the scheduler if its thread died while this replica leads (a crash
+        inside APScheduler must not silently stop paging); `/readyz` is 503 meanwhile."""
+        while not self._stopping.wait(SUPERVISE_EVERY.total_seconds()):
+            with self._lock:
+                scheduler = self.scheduler
+                if scheduler is None or _alive(scheduler):
+                    continue
+                self.scheduler = None
+            log.error("the scheduler's thread died; starting it again")
+            with contextlib.suppress(Exception):
+                scheduler.shutdown(wait=False)
+            try:
+                self.start()
+            except Exception:
+                log.exception("could not restart the scheduler; retrying")
 
     def stop(self, wait: bool = True) -> None:
         """Stop scheduling (leadership lost, or shutting down)."""
+        self._stopping.set()
         with self._lock:
             scheduler, self.scheduler = self.scheduler, None
         if scheduler is not None and scheduler.running:
@@ -120,8 +152,9 @@ class JobRunner:
 
     @property
     def running(self) -> bool:
+        """The scheduler is started and its thread is alive."""
         scheduler = self.scheduler
-        return scheduler is not None and scheduler.running
+        return scheduler is not None and _alive(scheduler)
 
     # -- after a transaction that ran a step ----------------------------------------
 

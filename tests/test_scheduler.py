@@ -210,3 +210,29 @@ def test_a_restart_mid_escalation_resumes_on_schedule_and_notifies_each_step_onc
             assert all(gap >= timedelta(seconds=1.9) for gap in gaps), gaps
     finally:
         db.dispose()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # injected
+def test_a_scheduler_thread_that_dies_is_restarted_and_reported_meanwhile(
+    firebreak: Firebreak, sandbox: SlackSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    jobs = firebreak.jobs
+    jobs.start()
+    try:
+        crashed = jobs.scheduler
+        assert crashed is not None and jobs.running
+
+        def crash() -> float:
+            raise RuntimeError("injected: APScheduler's main loop fails")
+
+        crashed._process_jobs = crash  # type: ignore[method-assign]  # a fault in APScheduler
+        crashed.wakeup()
+        wait_for(lambda: not crashed._thread.is_alive(), timeout=5)  # type: ignore[union-attr]
+        # The dead thread is noticed and a new scheduler runs the jobs again.
+        wait_for(lambda: jobs.scheduler is not crashed and jobs.running, timeout=10)
+        assert "the scheduler's thread died; starting it again" in caplog.text
+        page = firebreak.pager.page(target="policy:chain", message="after", created_by="U0CAROL")
+        wait_for(lambda: dms(sandbox, "U0BOB"), timeout=10)
+        assert page.state == "triggered"
+    finally:
+        jobs.stop()
