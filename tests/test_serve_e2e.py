@@ -266,3 +266,12 @@ def test_sigterm_stops_the_server_cleanly(served: Served) -> None:
     with pytest.raises(urllib.error.URLError):
         OPENER.open(served.url + "/healthz", timeout=2)
     assert "Traceback" not in served.stderr()
+
+
+def test_a_body_over_one_mib_is_refused_before_it_is_read(served: Served) -> None:
+    events_url = served.url + "/slack/events"
+    slack = OutboundSlack(http_transport(events_url), SECRET)
+    body = slack.command_body("note " + "x" * (1024 * 1024 + 16), user="U0ALICE", channel="C0X")
+    form = "application/x-www-form-urlencoded"
+    status, _ = http("POST", events_url, body, slack.signed_headers(body, form))
+    assert status == 413, f"sent {len(body)} bytes, answered {status}"
