@@ -10,6 +10,7 @@ here knows Slack; the listeners render what comes back.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from sqlalchemy.orm import Session
 
@@ -21,6 +22,8 @@ from bot.oncall.configuration import OncallConfig
 from bot.oncall.models import Page
 from bot.oncall.paging import Outcome, Triggered
 from bot.oncall.targets import Target
+
+Within = Callable[[Session, Outcome], object]
 
 
 class Pager:
@@ -83,29 +86,21 @@ class Pager:
         with self.db.session_scope() as session:
             return paging.get(session, result.page.id)
 
-    def acknowledge(
-        self, page_id: int, by: str, within: Callable[[Session, Outcome], object] | None = None
-    ) -> Outcome:
-        with self.db.session_scope() as session:
-            outcome = paging.acknowledge(session, page_id, by=by, now=self.clock())
-            if within is not None:
-                within(session, outcome)
-        return outcome
+    def acknowledge(self, page_id: int, by: str, within: Within | None = None) -> Outcome:
+        return self._act(paging.acknowledge, page_id, by, within)
 
-    def resolve(
-        self, page_id: int, by: str, within: Callable[[Session, Outcome], object] | None = None
-    ) -> Outcome:
-        with self.db.session_scope() as session:
-            outcome = paging.resolve(session, page_id, by=by, now=self.clock())
-            if within is not None:
-                within(session, outcome)
-        return outcome
+    def resolve(self, page_id: int, by: str, within: Within | None = None) -> Outcome:
+        return self._act(paging.resolve, page_id, by, within)
 
-    def escalate_now(
-        self, page_id: int, by: str, within: Callable[[Session, Outcome], object] | None = None
+    def escalate_now(self, page_id: int, by: str, within: Within | None = None) -> Outcome:
+        return self._act(partial(paging.escalate_now, config=self.config), page_id, by, within)
+
+    def _act(
+        self, change: Callable[..., Outcome], page_id: int, by: str, within: Within | None
     ) -> Outcome:
+        """One change to a page in one transaction, then what its step (if any) needs."""
         with self.db.session_scope() as session:
-            outcome = paging.escalate_now(session, self.config, page_id, by=by, now=self.clock())
+            outcome = change(session, page_id=page_id, by=by, now=self.clock())
             if within is not None:
                 within(session, outcome)
             queued = self.jobs.effects(session, outcome.step)
