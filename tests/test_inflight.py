@@ -3,12 +3,10 @@ kill, at most once more (at-least-once delivery, with the lease as its window)."
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
 
-import yaml
 from sqlalchemy import select
 
 from bot.db import Database
@@ -16,9 +14,9 @@ from bot.oncall.models import PageNotification
 from bot.oncall.paging import LEASE
 from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import OutboundSlack, http_transport
-from tests.conftest import PROXY_VARIABLES, SECRET, TOKEN
+from tests.conftest import SECRET
 from tests.test_paging import dms
-from tests.test_scheduler import chain_config, firebreak_serve, wait_for
+from tests.test_scheduler import chain_serve_env, firebreak_serve, wait_for
 
 
 def notification_rows(database_url: str) -> list[tuple[str, str, int]]:
@@ -34,17 +32,7 @@ def notification_rows(database_url: str) -> list[tuple[str, str, int]]:
 def test_a_dm_in_flight_when_its_sender_is_killed_is_sent_again_once_within_20_s(
     sandbox: SlackSandbox, announce_channel: str, database_url: str, tmp_path: Path
 ) -> None:
-    config = tmp_path / "firebreak.yaml"
-    config.write_text(yaml.safe_dump(chain_config(announce_channel, "10m")))
-    env = {key: value for key, value in os.environ.items() if key not in PROXY_VARIABLES}
-    env.update(
-        DATABASE_URL=database_url,
-        FIREBREAK_CONFIG=str(config),
-        SLACK_API_URL=sandbox.api_url,
-        SLACK_BOT_TOKEN=TOKEN,
-        SLACK_SIGNING_SECRET=SECRET,
-        NO_PROXY="127.0.0.1,localhost",
-    )
+    env = chain_serve_env(sandbox, announce_channel, database_url, tmp_path, "10m")
     log = tmp_path / "serve.log"
     # Slack takes 3 s to answer the DM: the sender is killed while it waits.
     sandbox.inject_fault("chat.postMessage", delay=3.0)

@@ -4,7 +4,6 @@ over the scheduler within 15 s, and every step still pages exactly once."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 import urllib.error
@@ -14,16 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from sqlalchemy import select
 
 from bot.db import Database, utcnow
 from bot.oncall.models import Page, PageNotification
 from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import OutboundSlack, http_transport
-from tests.conftest import PROXY_VARIABLES, SECRET, TOKEN
+from tests.conftest import SECRET
 from tests.test_paging import dms
-from tests.test_scheduler import chain_config, firebreak_serve, wait_for
+from tests.test_scheduler import chain_serve_env, firebreak_serve, wait_for
 
 pytestmark = pytest.mark.postgresql
 
@@ -52,17 +50,7 @@ def scheduler_role(url: str) -> str | None:
 def test_the_standby_takes_over_a_killed_leaders_escalation_and_pages_each_step_once(
     sandbox: SlackSandbox, announce_channel: str, database_url: str, tmp_path: Path
 ) -> None:
-    config = tmp_path / "firebreak.yaml"
-    config.write_text(yaml.safe_dump(chain_config(announce_channel, "2s")))
-    env = {key: value for key, value in os.environ.items() if key not in PROXY_VARIABLES}
-    env.update(
-        DATABASE_URL=database_url,
-        FIREBREAK_CONFIG=str(config),
-        SLACK_API_URL=sandbox.api_url,
-        SLACK_BOT_TOKEN=TOKEN,
-        SLACK_SIGNING_SECRET=SECRET,
-        NO_PROXY="127.0.0.1,localhost",
-    )
+    env = chain_serve_env(sandbox, announce_channel, database_url, tmp_path, "2s")
     logs = [tmp_path / "serve-1.log", tmp_path / "serve-2.log"]
 
     def serve_logs() -> str:

@@ -127,6 +127,25 @@ def test_reconcile_recreates_the_job_a_crash_left_missing(
 # -- a restart in the middle of an escalation ---------------------------------------------
 
 
+def chain_serve_env(
+    sandbox: SlackSandbox, announce_channel: str, database_url: str, tmp_path: Path, wait: str
+) -> dict[str, str]:
+    """The environment of a `firebreak serve` on `database_url` and the sandbox, with the
+    alice-bob-carol chain (`wait` apart) as its configuration."""
+    config = tmp_path / "firebreak.yaml"
+    config.write_text(yaml.safe_dump(chain_config(announce_channel, wait)))
+    env = {key: value for key, value in os.environ.items() if key not in PROXY_VARIABLES}
+    env.update(
+        DATABASE_URL=database_url,
+        FIREBREAK_CONFIG=str(config),
+        SLACK_API_URL=sandbox.api_url,
+        SLACK_BOT_TOKEN=TOKEN,
+        SLACK_SIGNING_SECRET=SECRET,
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    return env
+
+
 @contextmanager
 def firebreak_serve(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     process = subprocess.Popen(
@@ -161,17 +180,7 @@ def firebreak_serve(env: dict[str, str], log: Path) -> Iterator[tuple[str, subpr
 def test_a_restart_mid_escalation_resumes_on_schedule_and_notifies_each_step_once(
     sandbox: SlackSandbox, announce_channel: str, database_url: str, tmp_path: Path
 ) -> None:
-    config = tmp_path / "firebreak.yaml"
-    config.write_text(yaml.safe_dump(chain_config(announce_channel, "2s")))
-    env = {key: value for key, value in os.environ.items() if key not in PROXY_VARIABLES}
-    env.update(
-        DATABASE_URL=database_url,
-        FIREBREAK_CONFIG=str(config),
-        SLACK_API_URL=sandbox.api_url,
-        SLACK_BOT_TOKEN=TOKEN,
-        SLACK_SIGNING_SECRET=SECRET,
-        NO_PROXY="127.0.0.1,localhost",
-    )
+    env = chain_serve_env(sandbox, announce_channel, database_url, tmp_path, "2s")
     log = tmp_path / "serve.log"
 
     with firebreak_serve(env, log) as (url, first):
