@@ -126,6 +126,20 @@ def test_resolved_incident_refuses_changes_until_reopened(
     assert summary.blocks is not None and summary.blocks[-1]["type"] == "actions"
 
 
+def test_reopening_is_refused_while_the_same_person_has_that_title_open_again(
+    slack: Slack, sandbox: SlackSandbox, firebreak: Firebreak, incident_channel: str, general: str
+) -> None:
+    slack.run("resolve", channel=incident_channel)
+    title = events(firebreak)[0][2]["title"]
+    slack.run(f"declare {title}", channel=general)  # the same person, the same title: INC-2
+    slack.run("status monitoring", channel=incident_channel)
+    told = last_response_text(sandbox)
+    assert told.startswith("INC-1 can't be reopened while INC-2"), told
+    with firebreak.db.session_scope() as session:
+        assert service.get(session, 1).is_resolved
+        assert service.get(session, 2).resolved_at is None
+
+
 def test_timeline_is_ephemeral_and_newest_last(
     slack: Slack, sandbox: SlackSandbox, incident_channel: str
 ) -> None:

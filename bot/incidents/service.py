@@ -274,16 +274,36 @@ def set_status(
     previous = incident.status
     if status == previous:
         return Change(incident, None, f"{incident.reference} is already {status}.")
-    incident.status = status
     kind = "status_changed"
     if incident.is_resolved:
+        _refuse_a_second_open_twin(session, incident)
         incident.resolved_at = None
         incident.resolution = None
         kind = "reopened"
+    incident.status = status
     event = record(
         session, incident, kind, now=now, actor=actor, data={"from": previous, "to": status}
     )
     return Change(incident, _recorded(event))
+
+
+def _refuse_a_second_open_twin(session: Session, incident: Incident) -> None:
+    """A person has one open incident per title (the database's unique index says so too):
+    reopening this one while its twin is open would make two."""
+    twin = session.scalars(
+        select(Incident).where(
+            Incident.id != incident.id,
+            Incident.declared_by == incident.declared_by,
+            func.lower(Incident.title) == incident.title.lower(),
+            Incident.resolved_at.is_(None),
+        )
+    ).first()
+    if twin is not None:
+        raise IncidentError(
+            f"{incident.reference} can't be reopened while {twin.reference}, declared with the "
+            f"same title by the same person, is open. Carry on in {twin.reference}, or resolve "
+            "it first."
+        )
 
 
 def assign_role(
