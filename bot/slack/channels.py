@@ -337,9 +337,6 @@ class IncidentChannels:
                 data={"step": f"update {what}", "error": reason},
             )
 
-    def post(self, channel_id: str, text: str) -> None:
-        self.client.chat_postMessage(channel=channel_id, text=text)
-
 
 def _allowing(harmless_error: str, call: Callable[[], object]) -> None:
     """Make a Web API call for which one error means "already done" (a rerun's repeat)."""
