@@ -6,19 +6,43 @@ at all.
 
 SQLite runs with WAL, a busy timeout and `BEGIN IMMEDIATE` transactions: writers queue for
 the lock instead of failing with "database is locked" when two requests write at once.
+
+When the database fails under a unit of work (a connection terminated, the server restarting
+or unreachable): `unavailable(error)` tells that apart from a bug, and `watch_writes()` tells
+what the unit of work had committed by then, so the edge can say truthfully whether nothing
+was recorded, the change was recorded and only its follow-up failed, or the COMMIT itself
+went unanswered (recorded or not: nobody can know without looking).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import JSON, DateTime, Engine, create_engine, event
-from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+import psycopg
+from sqlalchemy import JSON, DateTime, Engine, create_engine, event, exc
+from sqlalchemy.engine import Dialect, ExceptionContext, make_url
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CONNECT_TIMEOUT = 5
+"""Seconds a new PostgreSQL connection may take (unless the URL sets connect_timeout), so a
+request or `/readyz` answers promptly when the server does not."""
+# SQLSTATE classes of a database that cannot serve us now: connection exception, insufficient
+# resources (too many connections), operator intervention (terminated, shutting down,
+# cancelled). Deadlocks and serialization failures (class 40) are not among them.
+_UNAVAILABLE_CLASSES = ("08", "53", "57")
+_WROTE = "firebreak.wrote"  # Session.info key: this transaction has written something
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -72,6 +96,90 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def unavailable(error: BaseException) -> bool:
+    """Whether `error` is the database failing us (its connection terminated or lost, the
+    server shutting down, refusing or out of connections, no pooled connection free in
+    time), rather than a bug or a statement the database refused. Whatever transaction it
+    interrupted was rolled back, unless it was interrupted during COMMIT."""
+    if isinstance(error, exc.TimeoutError):  # the pool had no connection for us in time
+        return True
+    cause: BaseException | None = error
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        cause = error.orig
+    if not isinstance(cause, psycopg.OperationalError):
+        return False
+    sqlstate = cause.sqlstate
+    return sqlstate is None or sqlstate.startswith(_UNAVAILABLE_CLASSES)
+
+
+def describe(error: BaseException) -> str:
+    """One line without SQL or parameters, for a log line about a database failure."""
+    cause = error.orig if isinstance(error, exc.DBAPIError) and error.orig is not None else error
+    first_line = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {first_line}"
+
+
+def where(error: BaseException) -> str:
+    """The innermost place in Firebreak's own code (outside this module) that `error` passed
+    through, as `bot/slack/channels.py:_announce`: enough, with `describe`, for one log line."""
+    root = Path(__file__).resolve().parent.parent
+    found = "?"
+    for frame in traceback.extract_tb(error.__traceback__):
+        path = Path(frame.filename).resolve()
+        if path.suffix == ".py" and path.is_relative_to(root) and path != Path(__file__).resolve():
+            found = f"{path.relative_to(root)}:{frame.name}"
+    return found
+
+
+Ended = Literal["committed", "in doubt"]
+
+
+@dataclass
+class Writes:
+    """The writing transactions this thread ended while watched (`watch_writes`), in order:
+    "committed", or "in doubt" (the connection was lost during COMMIT: committed or not)."""
+
+    outcomes: list[Ended] = field(default_factory=list)
+
+    @property
+    def first(self) -> Ended | None:
+        """The outcome of the first write (in a request: the change itself), if any."""
+        return self.outcomes[0] if self.outcomes else None
+
+
+_watchers = threading.local()
+
+
+@contextmanager
+def watch_writes() -> Iterator[Writes]:
+    """Record the writing transactions `Database.session_scope` ends in this thread (on any
+    database) until the block ends. Transactions that only read are not recorded, nor are
+    those rolled back (they wrote nothing)."""
+    stack: list[Writes] = _watchers.__dict__.setdefault("stack", [])
+    writes = Writes()
+    stack.append(writes)
+    try:
+        yield writes
+    finally:
+        stack.remove(writes)
+
+
+def _ended(outcome: Ended) -> None:
+    for writes in _watchers.__dict__.get("stack", ()):
+        writes.outcomes.append(outcome)
+
+
+def _wrote_on_flush(session: Session, _context: Any) -> None:
+    session.info[_WROTE] = True
+
+
+def _wrote_on_execute(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info[_WROTE] = True
+
+
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     if make_url(url).get_backend_name() == "sqlite":
@@ -93,7 +201,25 @@ def make_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    connect_args = (
+        {} if "connect_timeout" in make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT}
+    )
+    engine = create_engine(
+        url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args=connect_args
+    )
+    event.listen(engine, "handle_error", _failed_ping_means_gone)
+    return engine
+
+
+def _failed_ping_means_gone(context: ExceptionContext) -> None:
+    """A pooled connection whose ping fails in any way is replaced, never handed out.
+
+    SQLAlchemy's psycopg ping restores `autocommit` in a `finally`; when the socket closed
+    under the ping, that raises "can't change 'autocommit' now: connection in transaction
+    status ACTIVE", which SQLAlchemy takes for a bug and raises to the caller instead of
+    connecting afresh (seen with backends terminated every few hundred milliseconds)."""
+    if context.is_pre_ping:
+        context.is_disconnect = True
 
 
 class Database:
@@ -101,18 +227,60 @@ class Database:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self._sessions, "after_flush", _wrote_on_flush)
+        event.listen(self._sessions, "do_orm_execute", _wrote_on_execute)
 
     @contextmanager
     def session_scope(self) -> Iterator[Session]:
+        """One transaction: committed if the block returns, rolled back if it raises.
+
+        Pending changes are flushed before COMMIT, so a failure up to the flush is known to
+        have written nothing; a connection lost during COMMIT itself leaves the outcome
+        unknown, and `watch_writes` counts it as in doubt.
+        """
         session = self._sessions()
+        committing = False
         try:
             yield session
+            session.flush()
+            committing = True
             session.commit()
-        except BaseException:
+        except BaseException as error:
+            if committing and session.info.get(_WROTE) and unavailable(error):
+                _ended("in doubt")
             session.rollback()
             raise
+        else:
+            if session.info.get(_WROTE):
+                _ended("committed")
         finally:
             session.close()
+
+    def retrying(self, work: Callable[[Session], T], *, attempts: int = 3, pause: float = 0.2) -> T:
+        """`work(session)` in a transaction of its own, run again on a fresh connection while
+        the database fails under it (`unavailable`): `attempts` times in all, `pause`, then
+        twice `pause`... seconds apart. Any other error fails at once, as in `session_scope`.
+
+        Only for work that is right to run again whatever became of the failed attempt, a
+        COMMIT that went unanswered included: recording what a send did on a row that must
+        still say "sending" (`bot.outbox.finish`, `bot.oncall.paging.finish_notification`)
+        is; adding a note is not (an unanswered COMMIT may have added it).
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.session_scope() as session:
+                    return work(session)
+            except Exception as error:
+                if attempt == attempts or not unavailable(error):
+                    raise
+                log.info(
+                    "the database failed (%s); trying again (%d of %d)",
+                    describe(error),
+                    attempt + 1,
+                    attempts,
+                )
+                time.sleep(pause * attempt)
+        raise AssertionError("attempts must be at least 1")
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -12,10 +12,12 @@ from slack_bolt import App, BoltContext
 from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
 from slack_bolt.request.internals import build_context
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.clock import Clock
 from bot.config import Settings
-from bot.db import Database
+from bot.db import Database, describe, unavailable
 from bot.metrics import Metrics
 from bot.migrations import current_revision, head_revision
 from bot.oncall import ics, schedules
@@ -37,6 +39,16 @@ def create_web_app(
     head = head_revision(db.url)
     bolt.error(payloads.on_error)  # what bolt answers when its own code or a middleware fails
     secret = settings.env.slack_signing_secret
+
+    @web.errorhandler(DBAPIError)
+    @web.errorhandler(PoolTimeout)
+    def database_failed(error: Exception) -> tuple[Response, int]:
+        """A route whose database failed under it (`bot.db.unavailable`) answers 503 and logs
+        one line; any other database error is a bug, and Flask answers 500 with a traceback."""
+        if not unavailable(error):
+            raise error
+        log.warning("%s %s: the database failed: %s", request.method, request.path, describe(error))
+        return jsonify(status="unavailable", database=type(error).__name__), 503
 
     @web.post("/slack/events")
     def slack_events() -> Response:

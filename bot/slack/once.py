@@ -24,8 +24,15 @@ work (killed mid-request), Slack's retry of that request is dropped too. What ma
 covered elsewhere: a declaration is also idempotent on its own key (`declare_key`) and is
 finished by declaring again, pages and their escalations live in rows the leader's
 reconcile pass completes, and a person who sees no answer runs the command again (a new
-invocation, a new trigger id). If the database cannot record the key, the request is let
-through (logged): its listener reports the failure to the user better than a timeout.
+invocation, a new trigger id).
+
+If the database cannot record the key because it failed (`bot.db.unavailable`: a terminated
+connection, a restart), the request is not handled: a slash command is answered at once,
+privately, that nothing was recorded and to run it again; anything else gets a 503, which
+makes Slack retry an event (and show an interaction as failed). Letting it through would
+break "one request, one effect" exactly when retries are likeliest, for work that would
+mostly fail anyway. Any other failure to record (a bug) is logged and the request let
+through: the product keeps working without the guard.
 
 Keys are kept for a day (Slack retries for minutes); each process prunes older rows at
 most every ten minutes, in the request that finds the prune due.
@@ -45,8 +52,9 @@ from slack_bolt.middleware import Middleware
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bot.db import Database
+from bot.db import Database, describe, unavailable
 from bot.idempotency import SlackRequest
+from bot.slack import payloads
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +137,16 @@ class Once(Middleware):
         now = self.clock()
         try:
             first = self.record(key, kind, now)
-        except Exception:
-            log.warning("could not record Slack request %s; handling it anyway", key, exc_info=True)
-            return next()
+        except Exception as error:
+            if not unavailable(error):
+                log.warning(
+                    "could not record Slack request %s; handling it anyway", key, exc_info=True
+                )
+                return next()
+            log.warning(
+                "Slack request %s not handled: the database failed (%s)", key, describe(error)
+            )
+            return _database_failed(req.body)
         if not first:
             retry = req.headers.get("x-slack-retry-num", [""])[0]
             reason = req.headers.get("x-slack-retry-reason", [""])[0]
@@ -171,8 +186,20 @@ class Once(Middleware):
             self._next_prune = now + PRUNE_EVERY
         try:
             removed = self.prune(now)
-        except Exception:
-            log.warning("pruning old Slack request keys failed", exc_info=True)
+        except Exception as error:  # the next prune that is due tries again
+            if unavailable(error):
+                log.warning("pruning old Slack request keys failed: %s", describe(error))
+            else:
+                log.warning("pruning old Slack request keys failed", exc_info=True)
             return
         if removed:
             log.info("pruned %d Slack request keys received before %s", removed, now - KEEP)
+
+
+def _database_failed(body: dict[str, Any]) -> BoltResponse:
+    """The answer to a request whose key could not be recorded: nothing was done."""
+    if _text(body.get("command")):
+        return BoltResponse(
+            status=200, body={"response_type": "ephemeral", "text": f":x: {payloads.NOT_RECORDED}"}
+        )
+    return BoltResponse(status=503, body={"ok": False, "error": "database_unavailable"})

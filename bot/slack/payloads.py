@@ -11,8 +11,10 @@ to a listener that raises is a 500, or, when the listener had already acknowledg
 answer at all for 3 seconds and then a 404 (it forgets the acknowledgement). Wrapped, a
 listener that raises acknowledges with a short private error instead: in the slash
 command's own answer, under the modal's field or in place of the modal, or through the
-response_url of a button. A `Malformed` payload is logged as a one-line warning; anything
-else is a bug of ours and is logged with its traceback.
+response_url of a button. A `Malformed` payload is logged as a one-line warning, and so is
+the database failing under the listener (`bot.db.unavailable`: the requester is told what was
+recorded, see `database_failed`); anything else is a bug of ours and is logged with its
+traceback.
 """
 
 from __future__ import annotations
@@ -25,12 +27,35 @@ from typing import Any
 from slack_bolt import BoltResponse
 from slack_bolt.kwargs_injection.args import Args
 
+from bot.db import Writes, describe, unavailable, watch_writes
 from bot.slack.requests import MESSAGE_TS, SLACK_ID, TRIGGER_ID, kind_of
 from bot.slack.text import choices, number_id, quote
 
 log = logging.getLogger(__name__)
 
 WENT_WRONG = "Something went wrong on Firebreak's side; it is logged. Try again."
+# When the database failed (a connection terminated or refused, the server shutting down):
+# what the requester is told depends on whether anything of the request was committed.
+NOT_RECORDED = (
+    "Firebreak's database did not answer, so nothing was recorded. Run the command again."
+)
+IN_DOUBT = (
+    "Firebreak lost its database connection while saving this, so it may or may not be "
+    "recorded. Check before running the command again."
+)
+RECORDED_UNFINISHED = (
+    "This is recorded, but Firebreak lost its database connection before it finished; the "
+    "posts, direct messages and channel setup it calls for are sent automatically. There is "
+    "nothing to repeat."
+)
+
+
+def database_failed(writes: Writes) -> str:
+    """What to tell the requester when the database failed under their request, given what
+    the request had committed by then (`bot.db.watch_writes`)."""
+    if writes.first == "in doubt":
+        return IN_DOUBT
+    return RECORDED_UNFINISHED if writes.first == "committed" else NOT_RECORDED
 
 
 class Malformed(Exception):
@@ -132,21 +157,26 @@ def answered(listener: Callable[..., None]) -> Callable[[Args], None]:
     names = inspect.getfullargspec(listener).args
 
     def run(args: Args) -> None:
-        try:
-            listener(**{name: getattr(args, name) for name in names})
-        except Malformed as error:
-            log.warning("%s: malformed Slack request: %s", listener.__name__, error)
-            # Under a modal's field, the message is about what was typed; elsewhere it is
-            # about what Slack sent.
-            said = (
-                str(error)
-                if error.block
-                else f"Firebreak could not read this request from Slack: {error}"
-            )
-            _tell(args, said, error.block)
-        except Exception:
-            log.exception("%s failed", listener.__name__)
-            _tell(args, WENT_WRONG, None)
+        with watch_writes() as writes:
+            try:
+                listener(**{name: getattr(args, name) for name in names})
+            except Malformed as error:
+                log.warning("%s: malformed Slack request: %s", listener.__name__, error)
+                # Under a modal's field, the message is about what was typed; elsewhere it
+                # is about what Slack sent.
+                said = (
+                    str(error)
+                    if error.block
+                    else f"Firebreak could not read this request from Slack: {error}"
+                )
+                _tell(args, said, error.block)
+            except Exception as error:
+                if unavailable(error):
+                    log.warning("%s: the database failed: %s", listener.__name__, describe(error))
+                    _tell(args, database_failed(writes), None)
+                else:
+                    log.exception("%s failed", listener.__name__)
+                    _tell(args, WENT_WRONG, None)
 
     run.__name__, run.__qualname__ = listener.__name__, listener.__qualname__
     run.__doc__ = listener.__doc__
