@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 from slack_bolt import Ack
 from sqlalchemy.orm import Session
 
-from bot import outbox
+from bot import db, outbox
 from bot.incidents import service
 from bot.incidents.models import Incident
 from bot.incidents.service import Change, IncidentError
-from bot.slack import blocks, grammar
+from bot.slack import blocks, grammar, payloads
 from bot.slack import timeline as timeline_text
 from bot.slack.channels import SetupFailed
 from bot.slack.context import ListenerContext
@@ -194,16 +194,35 @@ def acknowledge(
 
 
 def guarded(work: Callable[..., None], reply: Reply) -> Callable[..., None]:
-    """Run `work`; if anything unexpected breaks, log it and tell the requester."""
+    """Run `work`; if anything unexpected breaks, log it and tell the requester.
+
+    The database failing under the work (a terminated connection, a restart: see
+    `bot.db.unavailable`) is no bug: it is logged in one line, and the requester is told
+    what became of the request, from what it had committed (`bot.db.watch_writes`): nothing
+    (run it again), the change but not its follow-up (posts, DMs and channel setup wait in
+    the database for the leader's reconcile), or unknown (the COMMIT went unanswered).
+    """
 
     def run(*args: Any, **kwargs: Any) -> None:
-        try:
-            work(*args, **kwargs)
-        except Exception:
-            log.exception("handling a Slack request failed")
+        with db.watch_writes() as writes:
             try:
-                reply(text=":x: Something went wrong on Firebreak's side; it is logged. Try again.")
-            except Exception:
-                log.exception("could not tell the requester about the failure")
+                work(*args, **kwargs)
+            except Exception as error:
+                if db.unavailable(error):
+                    said = payloads.database_failed(writes)
+                    log.warning(
+                        "a Slack request stopped at %s, the database failed (%s); told: %s",
+                        db.where(error),
+                        db.describe(error),
+                        said,
+                    )
+                    text = f":warning: {said}"
+                else:
+                    log.exception("handling a Slack request failed")
+                    text = ":x: Something went wrong on Firebreak's side; it is logged. Try again."
+                try:
+                    reply(text=text)
+                except Exception:
+                    log.exception("could not tell the requester about the failure")
 
     return run
