@@ -16,12 +16,16 @@ import pytest
 from sqlalchemy import select
 
 from bot.db import Database, utcnow
-from bot.oncall.models import Page, PageNotification
+from bot.oncall.models import PageNotification
 from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import OutboundSlack, http_transport
 from tests.conftest import SECRET
-from tests.test_paging import dms
-from tests.test_scheduler import chain_serve_env, firebreak_serve, wait_for
+from tests.test_scheduler import (
+    assert_the_chain_paged_each_once,
+    chain_serve_env,
+    firebreak_serve,
+    wait_for,
+)
 
 pytestmark = pytest.mark.postgresql
 
@@ -112,23 +116,11 @@ def test_the_standby_takes_over_a_killed_leaders_escalation_and_pages_each_step_
             raise AssertionError("the page never ended\n" + serve_logs()) from None
         time.sleep(3)  # room for any duplicate to show itself
 
-    assert [len(dms(sandbox, user)) for user in ("U0ALICE", "U0BOB", "U0CAROL")] == [1, 1, 1]
-    exhausted = [
-        m.text for m in sandbox.messages(announce_channel) if "Nobody acknowledged" in m.text
+    rows = assert_the_chain_paged_each_once(sandbox, announce_channel, database_url)
+    assert [row[:4] for row in rows] == [
+        (0, "alice", "sent", 1),
+        (1, "bob", "sent", 1),
+        (2, "carol", "sent", 1),
     ]
-    assert len(exhausted) == 1
-    db = Database(database_url)
-    try:
-        with db.session_scope() as session:
-            page = session.scalars(select(Page)).one()
-            rows = session.scalars(select(PageNotification).order_by(PageNotification.step)).all()
-            assert page.state == "exhausted"
-            assert [(r.step, r.person, r.status, r.attempts) for r in rows] == [
-                (0, "alice", "sent", 1),
-                (1, "bob", "sent", 1),
-                (2, "carol", "sent", 1),
-            ]
-            bob_sent = rows[1].sent_at
-            assert bob_sent is not None and bob_sent > killed_at, "bob was paged by the survivor"
-    finally:
-        db.dispose()
+    bob_sent = rows[1][4]
+    assert bob_sent is not None and bob_sent > killed_at, "bob was paged by the survivor"

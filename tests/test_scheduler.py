@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,26 @@ def chain_serve_env(
     return env
 
 
+def assert_the_chain_paged_each_once(
+    sandbox: SlackSandbox, announce_channel: str, database_url: str
+) -> list[tuple[int, str, str, int, datetime | None]]:
+    """alice, bob and carol each DMed once, one exhausted announcement, the page exhausted;
+    returns the notification rows as (step, person, status, attempts, sent_at)."""
+    assert [len(dms(sandbox, user)) for user in ("U0ALICE", "U0BOB", "U0CAROL")] == [1, 1, 1]
+    exhausted = [
+        m.text for m in sandbox.messages(announce_channel) if "Nobody acknowledged" in m.text
+    ]
+    assert len(exhausted) == 1
+    db = Database(database_url)
+    try:
+        with db.session_scope() as session:
+            assert session.scalars(select(Page)).one().state == "exhausted"
+            rows = session.scalars(select(PageNotification).order_by(PageNotification.step))
+            return [(r.step, r.person, r.status, r.attempts, r.sent_at) for r in rows]
+    finally:
+        db.dispose()
+
+
 @contextmanager
 def firebreak_serve(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     process = subprocess.Popen(
@@ -197,28 +217,16 @@ def test_a_restart_mid_escalation_resumes_on_schedule_and_notifies_each_step_onc
     with firebreak_serve(env, log):
         wait_for(lambda: sandbox.messages(announce_channel))  # exhausted after carol's wait
 
-    assert [len(dms(sandbox, user)) for user in ("U0ALICE", "U0BOB", "U0CAROL")] == [1, 1, 1]
-    exhausted = [
-        m.text for m in sandbox.messages(announce_channel) if "Nobody acknowledged" in m.text
+    rows = assert_the_chain_paged_each_once(sandbox, announce_channel, database_url)
+    assert [row[:3] for row in rows] == [
+        (0, "alice", "sent"),
+        (1, "bob", "sent"),
+        (2, "carol", "sent"),
     ]
-    assert len(exhausted) == 1
-    db = Database(database_url)
-    try:
-        with db.session_scope() as session:
-            page = session.scalars(select(Page)).one()
-            rows = session.scalars(select(PageNotification).order_by(PageNotification.step)).all()
-            assert page.state == "exhausted"
-            assert [(r.step, r.person, r.status) for r in rows] == [
-                (0, "alice", "sent"),
-                (1, "bob", "sent"),
-                (2, "carol", "sent"),
-            ]
-            # Each step ran on schedule: no earlier than its wait after the one before.
-            sent = [r.sent_at for r in rows]
-            gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
-            assert all(gap >= timedelta(seconds=1.9) for gap in gaps), gaps
-    finally:
-        db.dispose()
+    # Each step ran on schedule: no earlier than its wait after the one before.
+    sent = [row[4] for row in rows]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]  # type: ignore[operator]
+    assert all(gap >= timedelta(seconds=1.9) for gap in gaps), gaps
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # injected
