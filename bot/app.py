@@ -18,16 +18,19 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.clock import Clock
 from bot.config import ConfigError, Settings
 from bot.db import Database
+from bot.intake import AlertIntake
 from bot.jobs import JobRunner
 from bot.leader import Leadership
 from bot.metrics import Metrics
 from bot.pager import Pager
 from bot.slack import actions, commands, events, oncall, once, paging
+from bot.slack.alerts import SlackAlertPosts
 from bot.slack.announcer import SlackAnnouncer
 from bot.slack.channels import IncidentChannels
 from bot.slack.context import ListenerContext
 from bot.slack.outbox import SlackOutbox
 from bot.web import create_web_app
+from bot.webhooks import alert_blueprint
 from bot.workers import WorkerPool
 from integrations.notifiers import build_notifiers
 
@@ -60,6 +63,7 @@ class Firebreak:
     clock: Clock
     jobs: JobRunner
     pager: Pager
+    intake: AlertIntake
     leadership: Leadership | None = None
     web: Flask = field(init=False)
 
@@ -161,6 +165,11 @@ def build(settings: Settings) -> Firebreak:
     oncall.register(bolt, ctx)
     paging.register(bolt, ctx)
     metrics = Metrics()
-    app = Firebreak(settings, db, client, workers, channels, bolt, metrics, clock, jobs, pager)
+    posts = SlackAlertPosts(settings.file, slack_outbox, channels, clock)
+    intake = AlertIntake(db, settings.file, jobs, workers, clock, metrics, posts)
+    app = Firebreak(
+        settings, db, client, workers, channels, bolt, metrics, clock, jobs, pager, intake
+    )
     app.web = create_web_app(bolt, db, metrics, settings, clock, app.scheduler_state)
+    app.web.register_blueprint(alert_blueprint(intake, settings, metrics, os.environ))
     return app

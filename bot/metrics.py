@@ -14,6 +14,25 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.alerts_received = Counter(
+            "firebreak_alerts_received",
+            "Alerts received by source and outcome (new, repeat, resolved, unrouted, "
+            "acknowledge)",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        self.alert_pages_held_back = Counter(
+            "firebreak_alert_pages_held_back",
+            "New alert groups whose page a route's storm limit held back",
+            ["route"],
+            registry=self.registry,
+        )
+        self.alert_requests = Counter(
+            "firebreak_alert_requests",
+            "Requests at the alert endpoints, by endpoint and HTTP status",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
         self.slack_response_seconds = Histogram(
             "firebreak_slack_response_seconds",
             "Time from receiving a Slack request to answering it (Slack allows 3 s)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.alerts.records import AlertGroup, AlertStorm, StoredAlert
 from bot.idempotency import SlackRequest as SlackRequest  # and the open-declaration index
 from bot.incidents.models import Incident, RoleAssignment
 from bot.oncall.models import Handoff, OncallOverride, Page, PageNotification
@@ -9,6 +10,8 @@ from bot.outbox import OutboxItem
 from bot.timeline import TimelineEvent
 
 __all__ = [
+    "AlertGroup",
+    "AlertStorm",
     "Handoff",
     "Incident",
     "OncallOverride",
@@ -16,5 +19,6 @@ __all__ = [
     "Page",
     "PageNotification",
     "RoleAssignment",
+    "StoredAlert",
     "TimelineEvent",
 ]

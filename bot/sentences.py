@@ -107,6 +107,12 @@ SENTENCES: dict[str, Sentence] = {
         f"{_page(e)}: {_t(s, e.data.get('channel'))} to {_t(s, e.data.get('person'))} delivered"
     ),
     "page_delivery_failed": _failed,
+    "alert_fired": lambda e, s: (
+        f"{_t(s, e.data.get('source'))} alert firing: {_t(s, e.data.get('summary'))}"
+    ),
+    "alert_resolved": lambda e, s: (
+        f"{_t(s, e.data.get('source'))} alert resolved: {_t(s, e.data.get('summary'))}"
+    ),
 }
 # Facts the bot records about its own work read better without "Firebreak" in front.
 IMPERSONAL = frozenset(
@@ -116,6 +122,8 @@ IMPERSONAL = frozenset(
         "page_exhausted",
         "page_delivered",
         "page_delivery_failed",
+        "alert_fired",
+        "alert_resolved",
     }
 )
 

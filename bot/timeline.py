@@ -59,6 +59,9 @@ KINDS: dict[str, tuple[str, ...]] = {
     "page_exhausted": (),
     "page_delivered": ("channel", "person", "attempt"),
     "page_delivery_failed": ("channel", "person", "attempt", "error", "final"),
+    # alerts from monitoring (actor: the source, e.g. "alertmanager")
+    "alert_fired": ("alert", "source", "summary", "group"),
+    "alert_resolved": ("alert", "source", "summary", "group"),
 }
 
 

@@ -87,7 +87,7 @@ def read_group(
     truncated = count_field(envelope, "truncatedAlerts", "", problems)
     group_labels = string_map_field(envelope, "groupLabels", "", problems)
     common_labels = string_map_field(envelope, "commonLabels", "", problems)
-    common_annotations = string_map_field(envelope, "commonAnnotations", "", problems)
+    common_annotations = string_map_field(envelope, "commonAnnotations", "", problems, lenient=True)
     alerts = read_alerts(envelope, problems, extras)
     if (
         problems
@@ -159,7 +159,7 @@ def read_alert(
         return None
     status = choice_field(raw, "status", path, problems, STATUSES, required=True)
     labels = string_map_field(raw, "labels", path, problems, required=True)
-    annotations = string_map_field(raw, "annotations", path, problems)
+    annotations = string_map_field(raw, "annotations", path, problems, lenient=True)
     starts_at = time_field(raw, "startsAt", path, problems)
     ends_at = time_field(raw, "endsAt", path, problems)
     generator = string_field(raw, "generatorURL", path, problems)

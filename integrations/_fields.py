@@ -270,12 +270,20 @@ def as_array(value: object, where: str, problems: Problems) -> list[object] | No
     return None
 
 
-def string_map(value: object, where: str, problems: Problems) -> dict[str, str] | None:
+def string_map(
+    value: object, where: str, problems: Problems, *, lenient: bool = False
+) -> dict[str, str] | None:
     """Labels or annotations: an object of names to string values, at most MAX_LABELS of
-    them, each name and value within bounds. None (with every problem recorded) if not."""
+    them, each name and value within bounds. None (with every problem recorded) if not.
+
+    `lenient` (annotations: descriptive text, not identity) shortens an over-long value with
+    "…" and keeps the first MAX_LABELS entries instead of refusing, so a long description
+    never costs a page."""
     obj = as_object(value, where, problems, " of names to strings")
     if obj is None:
         return None
+    if lenient and len(obj) > MAX_LABELS:
+        obj = dict(list(obj.items())[:MAX_LABELS])
     if len(obj) > MAX_LABELS:
         problems.add(where, f"has {len(obj)} entries; at most {MAX_LABELS} are allowed")
         return None
@@ -291,6 +299,8 @@ def string_map(value: object, where: str, problems: Problems) -> dict[str, str] 
             problems.add(child(where, name), problem)
             valid = False
             continue
+        if lenient and isinstance(raw, str):
+            raw = shorten(raw, MAX_LABEL_VALUE)
         text = check_string(raw, child(where, name), problems, limit=MAX_LABEL_VALUE)
         if text is None:
             valid = False
@@ -300,7 +310,13 @@ def string_map(value: object, where: str, problems: Problems) -> dict[str, str] 
 
 
 def string_map_field(
-    obj: Mapping[str, object], key: str, path: str, problems: Problems, *, required: bool = False
+    obj: Mapping[str, object],
+    key: str,
+    path: str,
+    problems: Problems,
+    *,
+    required: bool = False,
+    lenient: bool = False,
 ) -> dict[str, str] | None:
     """The labels or annotations at `obj[key]`; absent or null is {} unless `required`."""
     value = obj.get(key)
@@ -309,7 +325,7 @@ def string_map_field(
             problems.add(child(path, key), "is required" + ("; got null" if key in obj else ""))
             return None
         return {}
-    return string_map(value, child(path, key), problems)
+    return string_map(value, child(path, key), problems, lenient=lenient)
 
 
 def count_field(obj: Mapping[str, object], key: str, path: str, problems: Problems) -> int | None:

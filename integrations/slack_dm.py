@@ -132,6 +132,22 @@ def fallback_text(notification: Notification) -> str:
     return _cut(notification.body, MAX_FALLBACK)
 
 
+def _alert_blocks(notification: Notification) -> list[Block]:
+    """An alert's labels and links (source, runbook, dashboard), when the page has them."""
+    blocks: list[Block] = []
+    labels = " · ".join(f"`{escape(name)}={escape(value)}`" for name, value in notification.labels)
+    if labels:
+        blocks.append({"type": "section", "text": _mrkdwn(f"*Labels* {labels}", MAX_SECTION)})
+    links = " · ".join(
+        f"<{escape(url)}|{escape(text)}>"
+        for text, url in notification.links
+        if url.startswith(("https://", "http://")) and "|" not in url and ">" not in url
+    )
+    if links:
+        blocks.append({"type": "context", "elements": [_mrkdwn(links, MAX_FIELD)]})
+    return blocks
+
+
 def page_blocks(notification: Notification) -> list[Block]:
     """The page message: what, why, where in the escalation, and the three buttons."""
     step = f"{notification.step}" + (
@@ -152,6 +168,7 @@ def page_blocks(notification: Notification) -> list[Block]:
             "text": _mrkdwn(f"*You are paged:* {escape(notification.message)}", MAX_SECTION),
         },
         {"type": "section", "fields": fields},
+        *_alert_blocks(notification),
         {
             "type": "actions",
             "block_id": f"page_{value}",

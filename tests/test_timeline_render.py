@@ -41,6 +41,10 @@ SAMPLES: dict[str, Any] = {
     "person": "alice",
     "attempt": 3,
     "final": False,
+    "alert": 12,
+    "source": "alertmanager",
+    "summary": "Error rate above 5% on checkout",
+    "group": 4,
 }
 
 

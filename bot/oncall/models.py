@@ -78,6 +78,9 @@ class Page(Base):
     resolved_at: Mapped[datetime | None]
     exhausted_at: Mapped[datetime | None]
     dedup_key: Mapped[str | None] = mapped_column(String(200))
+    # What the page is about beyond its message, shown with it (an alert's labels and
+    # links): {"source": ..., "labels": {...}, "links": [{"text", "url"}]}, or None.
+    details: Mapped[dict[str, Any] | None]
 
     @property
     def reference(self) -> str:

@@ -8,7 +8,7 @@ hold up the others or the escalation clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.people import Person
 
@@ -25,11 +25,25 @@ class Notification:
     cycle: int  # 0 on the first pass through the policy, 1 on the first repeat...
     incident: str | None  # "INC-3" when the page belongs to an incident
     paged_by: str
+    # An alert's facts when the page came from monitoring: {"source", "labels", "links"}.
+    details: dict[str, Any] | None = None
 
     @property
     def subject(self) -> str:
         about = f" ({self.incident})" if self.incident else ""
         return f"[Firebreak] Page {self.reference}{about}: {self.message}"[:200]
+
+    @property
+    def labels(self) -> list[tuple[str, str]]:
+        """The alert's labels, sorted, when the page came from an alert."""
+        labels = (self.details or {}).get("labels") or {}
+        return sorted((str(name), str(value)) for name, value in labels.items())
+
+    @property
+    def links(self) -> list[tuple[str, str]]:
+        """The alert's links (source, runbook, dashboard) as (text, url)."""
+        links = (self.details or {}).get("links") or []
+        return [(str(link.get("text", "link")), str(link.get("url", ""))) for link in links]
 
     @property
     def body(self) -> str:
@@ -40,6 +54,10 @@ class Notification:
         ]
         if self.incident:
             lines.append(f"Incident: {self.incident}")
+        for name, value in self.labels:
+            lines.append(f"{name}: {value}")
+        for text, url in self.links:
+            lines.append(f"{text}: {url}")
         lines.append(f"Acknowledge in Slack, or with `/page ack {self.page_id}`.")
         return "\n".join(lines)
 

@@ -188,6 +188,7 @@ def trigger(
     now: datetime,
     incident_id: int | None = None,
     dedup_key: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> Triggered:
     """Record a new page and run its first step, in the caller's transaction.
 
@@ -214,6 +215,7 @@ def trigger(
         created_by=created_by,
         created_at=now,
         dedup_key=dedup_key,
+        details=details,
     )
     try:
         with session.begin_nested():
@@ -402,6 +404,7 @@ def claim_notifications(
                     cycle=row.cycle,
                     incident=incident,
                     paged_by=page.created_by,
+                    details=page.details,
                 ),
             )
         )

@@ -44,6 +44,8 @@ _EMOJI = {
     "page_resolved": ":white_check_mark:",
     "page_escalated": ":arrow_double_up:",
     "page_exhausted": ":rotating_light:",
+    "alert_fired": ":fire:",
+    "alert_resolved": ":large_green_circle:",
 }
 
 

@@ -1,0 +1,370 @@
+"""Alerts through the real app: webhooks in over HTTP (werkzeug's client into the WSGI app),
+pages and incident channels out to the sandbox Slack. Dedup, grouping, resolve,
+acknowledge, storm limits and bad input, on SQLite and (with FIREBREAK_TEST_DATABASE_URL)
+PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from werkzeug.test import Client
+
+from bot import timeline
+from bot.alerts.model import fingerprint_of
+from bot.alerts.records import AlertGroup, StoredAlert
+from bot.app import Firebreak, build
+from bot.config import FileConfig, Settings
+from bot.incidents.models import Incident
+from bot.oncall.models import Page
+from bot.sandbox import SlackSandbox
+from tests.conftest import make_settings
+from tests.test_paging import MONDAY, dms, oncall_data
+
+TOKEN = "alert-token-for-tests"
+ROUTING_KEY = "3f1b8a7c2d4e4f5a9b6c0d1e2f3a4b5c"
+STARTS = "2026-03-02T09:58:00Z"
+
+
+def alert_config(announce_channel: str, **route_changes: Any) -> FileConfig:
+    data = oncall_data(announce_channel)
+    data["services"] = {
+        "checkout": {"escalation_policy": "payments", "routing_key": ROUTING_KEY},
+        "default": {"escalation_policy": "payments"},
+    }
+    critical = {
+        "name": "checkout-critical",
+        "match": {"service": "checkout"},
+        "match_re": {"severity": "critical|page"},
+        "service": "checkout",
+        "incident": {"open": True, "severity": "sev2"},
+        **route_changes,
+    }
+    data["alert_routes"] = [critical, {"name": "default", "match": {}, "service": "default"}]
+    return FileConfig.model_validate(data)
+
+
+@pytest.fixture
+def file_config(announce_channel: str) -> FileConfig:
+    return alert_config(announce_channel)
+
+
+@pytest.fixture
+def settings(database_url: str, sandbox: SlackSandbox, file_config: FileConfig) -> Settings:
+    base = make_settings(database_url, sandbox, file_config)
+    env = base.env.model_copy(update={"alert_token": SecretStr(TOKEN)})
+    return replace(base, env=env)
+
+
+@pytest.fixture
+def firebreak(settings: Settings) -> Iterator[Firebreak]:
+    app = build(settings)
+    app.clock.use(lambda: MONDAY)  # alice's week on `primary`
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+class Monitoring:
+    """Sends webhooks into the app as Alertmanager and a PagerDuty client would."""
+
+    def __init__(self, app: Firebreak) -> None:
+        self.app = app
+        self.client = Client(app.web)
+
+    def alertmanager(
+        self, payload: Any, *, token: str | None = TOKEN, raw: bytes | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        body = raw if raw is not None else json.dumps(payload).encode()
+        response = self.client.post("/alerts/alertmanager", data=body, headers=headers)
+        self.app.workers.wait_idle(timeout=20)
+        return response.status_code, response.get_json(silent=True) or {}
+
+    def pagerduty(self, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        response = self.client.post(
+            "/v2/enqueue", data=json.dumps(event), headers={"Content-Type": "application/json"}
+        )
+        self.app.workers.wait_idle(timeout=20)
+        return response.status_code, response.get_json(silent=True) or {}
+
+
+@pytest.fixture
+def monitoring(firebreak: Firebreak) -> Monitoring:
+    return Monitoring(firebreak)
+
+
+def am_alert(name: str, status: str = "firing", **labels: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": name, "service": "checkout", "severity": "critical", **labels},
+        "annotations": {
+            "summary": f"{name} on checkout",
+            "runbook_url": "https://runbooks.example.com/checkout",
+        },
+        "startsAt": STARTS,
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-03-02T10:20:00Z",
+        "generatorURL": "http://prometheus.example.com/graph?g0.expr=up",
+        "fingerprint": fingerprint_of({"alertname": name, **labels}),
+    }
+
+
+def am_payload(*alerts: dict[str, Any], group: str = "checkout") -> dict[str, Any]:
+    firing = any(alert["status"] == "firing" for alert in alerts)
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{service="{group}"}}',
+        "truncatedAlerts": 0,
+        "status": "firing" if firing else "resolved",
+        "receiver": "firebreak",
+        "groupLabels": {"service": group},
+        "commonLabels": {"service": group},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example.com",
+        "alerts": list(alerts),
+    }
+
+
+def count(app: Firebreak, model: Any, *where: Any) -> int:
+    with app.db.session_scope() as session:
+        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def incident_channel(app: Firebreak, sandbox: SlackSandbox) -> tuple[Incident, list[Any]]:
+    with app.db.session_scope() as session:
+        incident = session.scalars(select(Incident)).one()
+        session.expunge(incident)
+    assert incident.channel_id is not None
+    return incident, sandbox.messages(incident.channel_id)
+
+
+def test_an_alertmanager_group_pages_once_opens_one_incident_and_repeats_are_no_ops(
+    firebreak: Firebreak, sandbox: SlackSandbox, monitoring: Monitoring
+) -> None:
+    first = am_payload(am_alert("HighErrorRate"), am_alert("HighLatency"))
+    status, body = monitoring.alertmanager(first)
+    assert status == 200, body
+    assert (body["new"], body["routed"], body["incident"]) == (2, True, 1)
+
+    # Alertmanager re-sends the whole group every group_interval: nothing new happens.
+    for _ in range(3):
+        status, body = monitoring.alertmanager(first)
+        assert (status, body["new"], body["repeated"]) == (200, 0, 2)
+
+    assert count(firebreak, Page) == 1
+    assert count(firebreak, Incident) == 1
+    assert count(firebreak, StoredAlert) == 2
+    with firebreak.db.session_scope() as session:
+        counts = sorted(session.scalars(select(StoredAlert.count)))
+    assert counts == [4, 4]
+    # alice is on call: one DM, carrying the alert's labels and links.
+    texts = dms(sandbox, "U0ALICE")
+    assert len(texts) == 1
+    dm = next(c for c in sandbox.calls_to("chat.postMessage") if "blocks" in c.params)
+    rendered = json.dumps(dm.params)
+    assert "service=checkout" in rendered and "runbooks.example.com" in rendered
+
+    incident, messages = incident_channel(firebreak, sandbox)
+    assert incident.severity == "sev2" and incident.declared_by == timeline.BOT
+    summaries = [m for m in messages if "Alerts from alertmanager" in m.text]
+    assert len(summaries) == 1 and "2 firing" in summaries[0].text
+    with firebreak.db.session_scope() as session:
+        kinds = [e.kind for e in timeline.for_incident(session, incident.id)]
+    assert kinds.count("alert_fired") == 2 and kinds.count("page_triggered") == 1
+
+
+def test_an_alert_joining_the_group_edits_the_summary_in_place_and_pages_nobody_new(
+    firebreak: Firebreak, sandbox: SlackSandbox, monitoring: Monitoring
+) -> None:
+    monitoring.alertmanager(am_payload(am_alert("HighErrorRate")))
+    incident_channel(firebreak, sandbox)
+    status, body = monitoring.alertmanager(
+        am_payload(am_alert("HighErrorRate"), am_alert("DiskFull", instance="db1"))
+    )
+    assert (status, body["new"], body["repeated"]) == (200, 1, 1)
+    _incident, after = incident_channel(firebreak, sandbox)
+    summaries = [m for m in after if "Alerts from alertmanager" in m.text]
+    assert len(summaries) == 1, [m.text for m in after]
+    assert "2 firing" in summaries[0].text
+    assert len(sandbox.calls_to("chat.update")) >= 1
+    assert count(firebreak, Page) == 1 and len(dms(sandbox, "U0ALICE")) == 1
+
+
+def test_when_every_alert_resolves_the_page_resolves_and_a_new_firing_pages_again(
+    firebreak: Firebreak, sandbox: SlackSandbox, monitoring: Monitoring
+) -> None:
+    monitoring.alertmanager(am_payload(am_alert("HighErrorRate"), am_alert("HighLatency")))
+    status, body = monitoring.alertmanager(
+        am_payload(am_alert("HighErrorRate", "resolved"), am_alert("HighLatency"))
+    )
+    assert (status, body["resolved"]) == (200, 1)
+    with firebreak.db.session_scope() as session:
+        assert session.scalars(select(Page.state)).one() == "triggered"
+    monitoring.alertmanager(
+        am_payload(am_alert("HighErrorRate", "resolved"), am_alert("HighLatency", "resolved"))
+    )
+    with firebreak.db.session_scope() as session:
+        page = session.scalars(select(Page)).one()
+        group = session.scalars(select(AlertGroup)).one()
+        incident = session.scalars(select(Incident)).one()
+    assert (page.state, page.resolved_by, group.state) == ("resolved", "alertmanager", "resolved")
+    assert incident.resolved_at is None  # people resolve incidents unless auto_resolve says so
+    _, messages = incident_channel(firebreak, sandbox)
+    assert any("resolved P-1" in m.text for m in messages), [m.text for m in messages]
+    summary = next(m for m in messages if "Alerts from alertmanager" in m.text)
+    assert "all resolved" in summary.text
+
+    # The same group firing again after it resolved is a new problem: a new page.
+    monitoring.alertmanager(am_payload(am_alert("HighErrorRate")))
+    assert count(firebreak, Page) == 2
+    assert count(firebreak, AlertGroup) == 2
+
+
+def test_auto_resolve_resolves_the_incident_with_its_alerts(
+    firebreak: Firebreak, monitoring: Monitoring, announce_channel: str
+) -> None:
+    firebreak.intake.policy = type(firebreak.intake.policy)(
+        alert_config(announce_channel, auto_resolve=True).alert_routes,
+        firebreak.intake.policy.oncall,
+        firebreak.intake.policy.incidents,
+    )
+    monitoring.alertmanager(am_payload(am_alert("HighErrorRate")))
+    monitoring.alertmanager(am_payload(am_alert("HighErrorRate", "resolved")))
+    with firebreak.db.session_scope() as session:
+        incident = session.scalars(select(Incident)).one()
+        assert (incident.status, incident.resolution) == ("resolved", "every alert resolved")
+
+
+def test_pagerduty_events_trigger_repeat_acknowledge_and_resolve(
+    firebreak: Firebreak, sandbox: SlackSandbox, monitoring: Monitoring
+) -> None:
+    trigger = {
+        "routing_key": ROUTING_KEY,
+        "event_action": "trigger",
+        "payload": {"summary": "Checkout 5xx above 5%", "source": "lb-1", "severity": "critical"},
+    }
+    status, body = monitoring.pagerduty(trigger)
+    assert status == 202 and body["status"] == "success" and body["message"] == "Event processed"
+    key = body["dedup_key"]
+    assert key
+    status, again = monitoring.pagerduty({**trigger, "dedup_key": key})
+    assert (status, again["dedup_key"]) == (202, key)
+    assert count(firebreak, Page) == 1 and count(firebreak, Incident) == 1
+
+    ack = {"routing_key": ROUTING_KEY, "event_action": "acknowledge", "dedup_key": key}
+    assert monitoring.pagerduty(ack)[0] == 202
+    with firebreak.db.session_scope() as session:
+        assert session.scalars(select(Page.state)).one() == "acknowledged"
+    resolve = {"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": key}
+    status, body = monitoring.pagerduty(resolve)
+    assert (status, body["dedup_key"]) == (202, key)
+    with firebreak.db.session_scope() as session:
+        assert session.scalars(select(Page.state)).one() == "resolved"
+        labels = session.scalars(select(StoredAlert.labels)).one()
+    assert labels["service"] == "checkout" and labels["severity"] == "critical"
+
+
+def test_pagerduty_refuses_unknown_keys_and_invalid_events_as_pagerduty_does(
+    firebreak: Firebreak, monitoring: Monitoring
+) -> None:
+    unknown = {
+        "routing_key": "0" * 32,
+        "event_action": "trigger",
+        "payload": {"summary": "x", "source": "y", "severity": "error"},
+    }
+    status, body = monitoring.pagerduty(unknown)
+    assert status == 400 and body["status"] == "invalid event"
+    assert any("routing_key" in error for error in body["errors"])
+    status, body = monitoring.pagerduty(
+        {"routing_key": ROUTING_KEY, "event_action": "explode", "payload": {"summary": 3}}
+    )
+    assert status == 400 and body["message"] == "Event object is invalid"
+    assert any("event_action" in error for error in body["errors"]), body
+    assert count(firebreak, StoredAlert) == 0 and count(firebreak, Page) == 0
+
+
+def test_bad_requests_are_refused_with_the_field_named_and_nothing_stored(
+    firebreak: Firebreak, monitoring: Monitoring
+) -> None:
+    good = am_payload(am_alert("HighErrorRate"))
+    assert monitoring.alertmanager(good, token=None)[0] == 401
+    assert monitoring.alertmanager(good, token="wrong")[0] == 401
+    status, body = monitoring.alertmanager(None, raw=b"{not json")
+    assert status == 400 and "JSON" in body["errors"][0]
+    broken = am_payload(am_alert("HighErrorRate"))
+    del broken["alerts"][0]["labels"]
+    status, body = monitoring.alertmanager(broken)
+    assert status == 400 and any("alerts[0].labels" in e for e in body["errors"]), body
+    status, _ = monitoring.alertmanager(None, raw=b"[" * 100 + b"]" * 100)
+    assert status == 400
+    big = json.dumps({"alerts": ["x" * (1024 * 1024)]}).encode()
+    assert monitoring.alertmanager(None, raw=big)[0] == 413
+    assert count(firebreak, StoredAlert) == 0 and count(firebreak, AlertGroup) == 0
+
+
+def test_a_storm_pages_up_to_the_limit_then_sends_one_notice(
+    firebreak: Firebreak, sandbox: SlackSandbox, monitoring: Monitoring, announce_channel: str
+) -> None:
+    config = alert_config(announce_channel, storm={"max_pages": 2, "per": "5m"})
+    firebreak.intake.policy = type(firebreak.intake.policy)(
+        config.alert_routes, firebreak.intake.policy.oncall, firebreak.intake.policy.incidents
+    )
+    for number in range(6):
+        status, _ = monitoring.alertmanager(
+            am_payload(am_alert("HighErrorRate", shard=str(number)), group=f"shard-{number}")
+        )
+        assert status == 200
+    assert count(firebreak, AlertGroup) == 6
+    assert count(firebreak, StoredAlert) == 6
+    assert count(firebreak, Page) == 2
+    assert count(firebreak, AlertGroup, AlertGroup.suppressed.is_(True)) == 4
+    notices = [m for m in sandbox.messages(announce_channel) if "Alert storm" in m.text]
+    assert len(notices) == 1, [m.text for m in sandbox.messages(announce_channel)]
+
+
+def test_an_alert_no_route_matches_is_stored_and_pages_nobody(
+    firebreak: Firebreak, monitoring: Monitoring, announce_channel: str
+) -> None:
+    config = alert_config(announce_channel)
+    firebreak.intake.policy = type(firebreak.intake.policy)(
+        config.alert_routes[:1], firebreak.intake.policy.oncall, firebreak.intake.policy.incidents
+    )
+    status, body = monitoring.alertmanager(
+        am_payload(am_alert("Cpu", service="search", severity="info"), group="search")
+    )
+    assert (status, body["routed"], body["page"]) == (200, False, None)
+    assert count(firebreak, StoredAlert) == 1 and count(firebreak, Page) == 0
+    metrics = Client(firebreak.web).get("/metrics").get_data(as_text=True)
+    assert (
+        'firebreak_alerts_received_total{outcome="unrouted",source="alertmanager"} 1.0' in metrics
+    )
+
+
+def test_a_long_description_is_shortened_not_refused(
+    firebreak: Firebreak, monitoring: Monitoring
+) -> None:
+    alert = am_alert("HighErrorRate")
+    alert["annotations"]["description"] = "x" * 10_000
+    status, body = monitoring.alertmanager(am_payload(alert))
+    assert (status, body["new"]) == (200, 1)
+    with firebreak.db.session_scope() as session:
+        annotations = session.scalars(select(StoredAlert.annotations)).one()
+    assert len(annotations["description"]) == 2048 and annotations["description"].endswith("…")
+
+
+def test_times_are_stored_in_utc(firebreak: Firebreak, monitoring: Monitoring) -> None:
+    alert = am_alert("HighErrorRate")
+    alert["startsAt"] = "2026-03-02T10:58:00+01:00"
+    monitoring.alertmanager(am_payload(alert))
+    with firebreak.db.session_scope() as session:
+        starts = session.scalars(select(StoredAlert.starts_at)).one()
+    assert starts == datetime(2026, 3, 2, 9, 58, tzinfo=UTC)
