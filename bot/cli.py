@@ -113,12 +113,16 @@ def check() -> None:
                 f"environment: {variable} is not set, but {key} names it; pages by that "
                 "channel would fail"
             )
+    problems.extend(settings.file.environment_problems(os.environ))
     if problems:
         _fail(problems)
     source = str(settings.config_path) if settings.config_found else "embedded defaults"
     click.echo(f"Configuration OK ({source}).")
     if settings.file.slack.announce_channel is None:
         click.echo("warning: slack.announce_channel is not set; incidents will not be announced.")
+    default_token = env.alert_token is not None and bool(env.alert_token.get_secret_value())
+    for warning in settings.file.alert_warnings(default_token=default_token, environ=os.environ):
+        click.echo(f"warning: {warning}")
 
 
 @main.command()

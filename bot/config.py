@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.alerts.routing import AlertRoute, AlertsSection
 from bot.incidents.config import IncidentsSection
 from bot.oncall.configuration import (
+    ROUTING_KEY,
     EscalationPolicy,
     NotifiersSection,
     OncallConfig,
@@ -66,6 +69,8 @@ class FileConfig(Section):
     services: dict[str, Service] = Field(default_factory=dict)
     notifiers: NotifiersSection = Field(default_factory=NotifiersSection)
     paging: PagingSection = Field(default_factory=PagingSection)
+    alert_routes: list[AlertRoute] = Field(default_factory=list, max_length=1000)
+    alerts: AlertsSection = Field(default_factory=AlertsSection)
 
     def person_by_slack_id(self, user_id: str) -> Person | None:
         name = self.name_by_slack_id(user_id)
@@ -127,6 +132,7 @@ class FileConfig(Section):
                         f"({policies})",
                     )
                 )
+        problems.extend(self._broken_alert_references(listed))
         owners: dict[str, str] = {}
         for name, entry in self.people.items():
             first = owners.setdefault(entry.slack, name)
@@ -152,6 +158,139 @@ class FileConfig(Section):
                         )
                     )
         return problems
+
+    def _broken_alert_references(
+        self, listed: Callable[[list[str]], str]
+    ) -> list[tuple[tuple[str | int, ...], str]]:
+        """Routes naming unknown services or severities, repeated route names and routing keys."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        services = listed(list(self.services))
+        severities = ", ".join(self.incidents.severities)
+        named: dict[str, int] = {}
+        for index, route in enumerate(self.alert_routes):
+            if route.service not in self.services:
+                problems.append(
+                    (
+                        ("alert_routes", index, "service"),
+                        f"{route.service!r} is not in services: ({services})",
+                    )
+                )
+            severity = route.incident.severity if route.incident is not None else None
+            if severity is not None and severity not in self.incidents.severities:
+                problems.append(
+                    (
+                        ("alert_routes", index, "incident", "severity"),
+                        f"{severity!r} is not a severity; choose one of {severities}",
+                    )
+                )
+            if route.name is not None:
+                first = named.setdefault(route.name, index)
+                if first != index:
+                    problems.append(
+                        (
+                            ("alert_routes", index, "name"),
+                            f"{route.name!r} already names route {first + 1}; each route "
+                            "needs its own name (alerts and pages record their route by it)",
+                        )
+                    )
+        keys: dict[str, str] = {}
+        for name, service in self.services.items():
+            if service.routing_key is None:
+                continue
+            first_service = keys.setdefault(service.routing_key, name)
+            if first_service != name:
+                problems.append(
+                    (
+                        ("services", name, "routing_key"),
+                        f"is already the routing key of service {first_service!r}; each "
+                        "service needs its own (PagerDuty events find their service by it)",
+                    )
+                )
+        return problems
+
+    def environment_problems(self, environ: Mapping[str, str]) -> list[str]:
+        """Secrets the file names that the environment does not hold (or holds malformed).
+
+        Routing keys are never shown, only which variable or service is wrong.
+        """
+        problems: list[str] = []
+        keys: dict[str, tuple[str, str | None]] = {}  # key -> (service, its variable)
+        for name, service in self.services.items():
+            variable = service.routing_key_env
+            if variable is not None:
+                value = environ.get(variable)
+                if not value:
+                    problems.append(
+                        f"environment: {variable} is not set, but "
+                        f"services.{name}.routing_key_env names it; PagerDuty events for "
+                        f"{name} would be refused"
+                    )
+                    continue
+                if not ROUTING_KEY.fullmatch(value):
+                    problems.append(
+                        f"environment: {variable} (services.{name}.routing_key_env) must hold "
+                        "exactly 32 letters and digits (A-Z, a-z, 0-9), like a PagerDuty "
+                        "integration key; the value is not shown because it is a secret"
+                    )
+                    continue
+            key = service.routing_key_from(environ)
+            if key is None:
+                continue
+            first, first_variable = keys.setdefault(key, (name, variable))
+            if first == name or (variable is None and first_variable is None):
+                continue  # two keys in the file are broken_references' to report
+            given = [
+                f"services.{service_name}.routing_key_env ({env})"
+                if env
+                else f"services.{service_name}.routing_key"
+                for service_name, env in ((first, first_variable), (name, variable))
+            ]
+            problems.append(
+                f"environment: {given[0]} and {given[1]} are the same routing key; each "
+                "service needs its own (PagerDuty events find their service by it)"
+            )
+        for source, entry in self.alerts.sources.items():
+            if not environ.get(entry.token_env):
+                problems.append(
+                    f"environment: {entry.token_env} is not set, but "
+                    f"alerts.sources.{source}.token_env names it; /alerts/{source} would "
+                    "accept only FIREBREAK_ALERT_TOKEN"
+                )
+        return problems
+
+    def alert_warnings(self, *, default_token: bool, environ: Mapping[str, str]) -> list[str]:
+        """What `firebreak check` warns about alerts: nothing is wrong, but alerts would be
+        refused, or stored without paging anyone. `default_token`: FIREBREAK_ALERT_TOKEN is
+        set."""
+        warnings: list[str] = []
+        routes = self.alert_routes
+        catch_all = next((i for i, route in enumerate(routes) if route.catches_all), None)
+        if routes and catch_all is None:
+            warnings.append(
+                "alert_routes: no default route, so alerts no route matches are stored but "
+                "page nobody; add a default route last: `- match: {} service: <name>`"
+            )
+        if catch_all is not None and catch_all < len(routes) - 1:
+            warnings.append(
+                f"alert_routes: {routes[catch_all].label(catch_all)} matches every alert, so "
+                f"the {len(routes) - 1 - catch_all} route(s) after it never match; move it last"
+            )
+        tokens = default_token or any(
+            environ.get(entry.token_env) for entry in self.alerts.sources.values()
+        )
+        keys = any(service.routing_key_from(environ) for service in self.services.values())
+        if not tokens:
+            warnings.append(
+                "alerts: FIREBREAK_ALERT_TOKEN is not set and no alerts.sources.*.token_env "
+                "is configured, so /alerts/alertmanager and /alerts/grafana will refuse every "
+                "request"
+            )
+        if not routes and (tokens or keys):
+            warnings.append(
+                "alert_routes: none are configured, so every alert is stored but pages "
+                "nobody; add routes ending with a default one: `- match: {} service: <name>`"
+            )
+        return warnings
 
 
 class EnvSettings(BaseSettings):

@@ -31,10 +31,16 @@ OUR_VARIABLES = (
     "FIREBREAK_ALERT_TOKEN",
     "FIREBREAK_SMTP_PASSWORD",
     "FIREBREAK_WEBHOOK_SECRET",
+    "FIREBREAK_CHECKOUT_ROUTING_KEY",
 )
 TOKENS = {"SLACK_BOT_TOKEN": "xoxb-cli-test", "SLACK_SIGNING_SECRET": "cli-test-secret"}
 # The example configures email and webhook notifiers, whose secrets come from these.
 NOTIFIER_SECRETS = {"FIREBREAK_SMTP_PASSWORD": "smtp-pw", "FIREBREAK_WEBHOOK_SECRET": "hook-key"}
+# ...and its checkout service's routing key comes from this; the alert token from the other.
+ALERT_SECRETS = {
+    "FIREBREAK_CHECKOUT_ROUTING_KEY": "3f1b8a7c2d4e4f5a9b6c0d1e2f3a4b5c",
+    "FIREBREAK_ALERT_TOKEN": "alert-token-cli-test",
+}
 BAD_CONFIG = "slack:\n  announce_channel: C0INCIDENTS\nincidents:\n  channel_prefx: inc\n"
 
 
@@ -84,7 +90,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_check_script_passes_with_a_good_config_and_tokens(workdir: Path) -> None:
-    env = child_env(FIREBREAK_CONFIG=str(EXAMPLE), **TOKENS, **NOTIFIER_SECRETS)
+    env = child_env(FIREBREAK_CONFIG=str(EXAMPLE), **TOKENS, **NOTIFIER_SECRETS, **ALERT_SECRETS)
     done = run_script(["check"], env, workdir)
     assert done.returncode == 0, done.stderr
     assert f"Configuration OK ({EXAMPLE})." in done.stdout

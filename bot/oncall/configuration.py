@@ -8,6 +8,7 @@ sees every section.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
@@ -145,8 +146,66 @@ class EscalationPolicy(Section):
         )
 
 
+ROUTING_KEY = re.compile(r"[A-Za-z0-9]{32}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def check_env_name(value: str, what: str) -> str:
+    """`value` must name an environment variable (the one holding `what`), not be a secret."""
+    if not ENV_NAME.fullmatch(value):
+        raise ValueError(
+            f"is not an environment variable name (letters, digits, '_'); name the variable "
+            f"that holds the {what}, never the {what} itself"
+        )
+    return value
+
+
 class Service(Section):
+    """A service pages through its escalation policy (`/page service:NAME`, alert routes).
+
+    `routing_key` (or, better, `routing_key_env`: the name of an environment variable that
+    holds it) is what PagerDuty Events v2 senders put in `routing_key` to reach this service
+    at `/v2/enqueue`: 32 letters and digits, like PagerDuty's integration keys. It is a
+    secret: it is kept out of `repr` and no error message ever shows it.
+    """
+
     escalation_policy: str
+    routing_key: str | None = Field(default=None, repr=False)
+    routing_key_env: str | None = None
+
+    @field_validator("routing_key", mode="before")
+    @classmethod
+    def _routing_key(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        if not isinstance(value, str) or not ROUTING_KEY.fullmatch(value):
+            # Never echo the value: it is, or is close to, a secret.
+            raise ValueError(
+                "must be exactly 32 letters and digits (A-Z, a-z, 0-9), like a PagerDuty "
+                "integration key, as text; the value is not shown here because it is a secret"
+            )
+        return value
+
+    @field_validator("routing_key_env")
+    @classmethod
+    def _routing_key_env(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        if info.data.get("routing_key") is not None:
+            raise ValueError(
+                "give routing_key or routing_key_env, not both (routing_key_env is better: "
+                "the key then stays out of the file)"
+            )
+        return check_env_name(value, "routing key")
+
+    def routing_key_from(self, environ: Mapping[str, str]) -> str | None:
+        """The routing key: the literal one, or the value of `routing_key_env` (None when
+        unset or empty)."""
+        if self.routing_key is not None:
+            return self.routing_key
+        if self.routing_key_env is not None:
+            return environ.get(self.routing_key_env) or None
+        return None
 
 
 class EmailNotifier(Section):
