@@ -21,7 +21,7 @@ SLASH_COMMANDS = [
     {
         "command": "/incident",
         "description": "Declare and run incidents",
-        "usage_hint": "declare [sevN] <title> | sev | status | role | note | resolve | timeline | list | help",
+        "usage_hint": "declare [sevN] <title> | sev | status | role | note | resolve | timeline | alerts | list | help",
     },
     {
         "command": "/oncall",

@@ -6,12 +6,16 @@ PostgreSQL."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from pydantic import SecretStr
 from sqlalchemy import func, select
 from werkzeug.test import Client
@@ -24,7 +28,7 @@ from bot.config import FileConfig, Settings
 from bot.incidents.models import Incident
 from bot.oncall.models import Page
 from bot.sandbox import SlackSandbox
-from tests.conftest import make_settings
+from tests.conftest import Slack, make_settings
 from tests.test_paging import MONDAY, dms, oncall_data
 
 TOKEN = "alert-token-for-tests"
@@ -368,3 +372,100 @@ def test_times_are_stored_in_utc(firebreak: Firebreak, monitoring: Monitoring) -
     with firebreak.db.session_scope() as session:
         starts = session.scalars(select(StoredAlert.starts_at)).one()
     assert starts == datetime(2026, 3, 2, 9, 58, tzinfo=UTC)
+
+
+def test_incident_alerts_lists_the_alerts_with_their_state_to_the_asker_only(
+    firebreak: Firebreak, sandbox: SlackSandbox, monitoring: Monitoring, slack: Slack
+) -> None:
+    monitoring.alertmanager(
+        am_payload(am_alert("HighErrorRate"), am_alert("<!channel> DiskFull", instance="db1"))
+    )
+    monitoring.alertmanager(
+        am_payload(
+            am_alert("HighErrorRate", "resolved"), am_alert("<!channel> DiskFull", instance="db1")
+        )
+    )
+    incident, messages = incident_channel(firebreak, sandbox)
+    assert incident.channel_id is not None
+    slack.run("alerts", channel=incident.channel_id)
+    payload = sandbox.responses()[-1].payload
+    assert payload.get("response_type", "ephemeral") == "ephemeral"
+    assert payload["text"] == "Alerts of INC-1: 1 firing, 1 resolved"
+    text = "\n".join(b["text"]["text"] for b in payload["blocks"] if b["type"] == "section")
+    assert text.index("*firing*") < text.index("*resolved*")
+    assert "<!channel>" not in text and "&lt;!channel&gt; DiskFull" in text
+    assert "<https://runbooks.example.com/checkout|Runbook>" in text
+    assert len(sandbox.messages(incident.channel_id)) == len(messages)
+
+
+def test_the_same_webhook_at_the_same_instant_gives_one_alert_page_and_incident(
+    firebreak: Firebreak, sandbox: SlackSandbox
+) -> None:
+    """Eight deliveries of one group at once (what two replicas behind a load balancer, and
+    Alertmanager's own retries, produce): the database decides, not a look-up that races."""
+    payload = json.dumps(am_payload(am_alert("HighErrorRate"), am_alert("HighLatency"))).encode()
+    start = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def deliver() -> None:
+        client = Client(firebreak.web)
+        start.wait()
+        response = client.post(
+            "/alerts/alertmanager",
+            data=payload,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    firebreak.workers.wait_idle(timeout=20)
+    print(f"sent 8 identical webhooks at once; answers {sorted(statuses)}")
+    assert statuses == [200] * 8
+    assert count(firebreak, AlertGroup) == 1
+    assert count(firebreak, StoredAlert) == 2
+    assert count(firebreak, Page) == 1 and count(firebreak, Incident) == 1
+    with firebreak.db.session_scope() as session:
+        assert sorted(session.scalars(select(StoredAlert.count))) == [8, 8]
+    assert len(dms(sandbox, "U0ALICE")) == 1
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+FIELDS = st.sampled_from(
+    ["status", "groupKey", "alerts", "labels", "annotations", "startsAt", "endsAt", "fingerprint"]
+)
+
+
+@examples(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(junk=JSON, field=FIELDS, value=JSON)
+def test_arbitrary_json_never_yields_a_5xx_or_a_partial_write(
+    firebreak: Firebreak, monitoring: Monitoring, junk: Any, field: str, value: Any
+) -> None:
+    before = (count(firebreak, AlertGroup), count(firebreak, StoredAlert), count(firebreak, Page))
+    status, _ = monitoring.alertmanager(junk)
+    assert status in (200, 400), status
+    broken = am_payload(am_alert("HighErrorRate", shard=str(before[0])), group=f"g{before[0]}")
+    target = broken["alerts"][0] if field in ("labels", "annotations", "startsAt") else broken
+    target[field] = value
+    status, body = monitoring.alertmanager(broken)
+    assert status in (200, 400), status
+    after = (count(firebreak, AlertGroup), count(firebreak, StoredAlert), count(firebreak, Page))
+    if status == 400:
+        assert after == before, body
+    else:
+        assert after[0] == before[0] + 1 and after[1] >= before[1] + 1
+    for endpoint in ("/alerts/grafana", "/v2/enqueue"):
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        response = monitoring.client.post(endpoint, data=json.dumps(junk), headers=headers)
+        assert response.status_code in (200, 202, 400), (endpoint, response.status_code)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -13,13 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+import yaml
+from sqlalchemy import func, select
 
+from bot.alerts.records import AlertGroup, StoredAlert
 from bot.db import Database, utcnow
-from bot.oncall.models import PageNotification
+from bot.incidents.models import Incident
+from bot.oncall.models import Page, PageNotification
 from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import OutboundSlack, http_transport
 from tests.conftest import SECRET
+from tests.test_paging import dms
 from tests.test_scheduler import (
     assert_the_chain_paged_each_once,
     chain_serve_env,
@@ -124,3 +129,78 @@ def test_the_standby_takes_over_a_killed_leaders_escalation_and_pages_each_step_
     ]
     bob_sent = rows[1][4]
     assert bob_sent is not None and bob_sent > killed_at, "bob was paged by the survivor"
+
+
+def test_one_webhook_delivered_to_two_replicas_at_once_pages_once_and_opens_one_incident(
+    sandbox: SlackSandbox, announce_channel: str, database_url: str, tmp_path: Path
+) -> None:
+    """Alertmanager behind a load balancer retries into the other replica: the same group
+    arrives at both at the same instant, ten times over. One group, its alerts, one page,
+    one incident, one DM."""
+    env = chain_serve_env(sandbox, announce_channel, database_url, tmp_path, "1m")
+    config = yaml.safe_load(Path(env["FIREBREAK_CONFIG"]).read_text())
+    config["services"] = {"checkout": {"escalation_policy": "chain"}}
+    config["alert_routes"] = [
+        {"name": "checkout", "service": "checkout", "incident": {"open": True, "severity": "sev2"}}
+    ]
+    Path(env["FIREBREAK_CONFIG"]).write_text(yaml.safe_dump(config))
+    env["FIREBREAK_ALERT_TOKEN"] = "replica-token"
+    logs = [tmp_path / "serve-1.log", tmp_path / "serve-2.log"]
+    body = json.dumps(
+        {
+            "version": "4",
+            "groupKey": '{}:{service="checkout"}',
+            "status": "firing",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": name, "service": "checkout"},
+                    "annotations": {"summary": f"{name} on checkout"},
+                    "startsAt": "2026-03-02T09:58:00Z",
+                }
+                for name in ("HighErrorRate", "HighLatency")
+            ],
+        }
+    ).encode()
+    answers: list[int] = []
+
+    def post(url: str, start: threading.Barrier) -> None:
+        request = urllib.request.Request(
+            url + "/alerts/alertmanager",
+            data=body,
+            headers={"Content-Type": "application/json", "Authorization": "Bearer replica-token"},
+        )
+        start.wait()
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answers.append(response.status)
+        except urllib.error.HTTPError as error:
+            answers.append(error.code)
+
+    with ExitStack() as stack:
+        urls = [url for url, _ in (stack.enter_context(firebreak_serve(env, log)) for log in logs)]
+        for _ in range(10):
+            start = threading.Barrier(2)
+            threads = [threading.Thread(target=post, args=(url, start)) for url in urls]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=20)
+        wait_for(lambda: len(dms(sandbox, "U0ALICE")) >= 1)
+        wait_for(lambda: sandbox.channel_by_name("inc-1-higherrorrate-on-checkout") is not None)
+        time.sleep(1.0)  # room for a doubled DM or channel to show up, if there were one
+    print(f"sent one group to 2 replicas x 10 at once; answers {sorted(answers)}")
+    assert answers == [200] * 20
+    assert len(dms(sandbox, "U0ALICE")) == 1
+    db = Database(database_url)
+    try:
+        with db.session_scope() as session:
+            assert session.scalar(select(func.count()).select_from(AlertGroup)) == 1
+            counts = sorted(session.scalars(select(StoredAlert.count)))
+            assert session.scalar(select(func.count()).select_from(Page)) == 1
+            assert session.scalar(select(func.count()).select_from(Incident)) == 1
+    finally:
+        db.dispose()
+    assert counts == [20, 20]
+    incident_channels = [c for c in sandbox.snapshot()["channels"] if c["name"].startswith("inc-")]
+    assert len(incident_channels) == 1

@@ -23,7 +23,7 @@ after this committed, and never half-written. Every source goes through it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -501,7 +501,7 @@ def alerts_of_incident(session: Session, incident_id: int) -> list[tuple[AlertGr
         .where(AlertGroup.incident_id == incident_id)
         .order_by((StoredAlert.status == FIRING).desc(), StoredAlert.id.desc())
     )
-    return [(group, alert) for group, alert in session.execute(query).tuples()]
+    return [(group, alert) for group, alert in session.execute(query).all()]
 
 
 def alerts_of_group(session: Session, group_id: int) -> list[StoredAlert]:
@@ -511,17 +511,3 @@ def alerts_of_group(session: Session, group_id: int) -> list[StoredAlert]:
         .order_by((StoredAlert.status == FIRING).desc(), StoredAlert.id)
     )
     return list(session.scalars(query))
-
-
-def group_of_page(session: Session, page_id: int) -> AlertGroup | None:
-    return session.scalars(select(AlertGroup).where(AlertGroup.page_id == page_id)).first()
-
-
-def firing_counts(session: Session, group_ids: Mapping[int, object]) -> dict[int, int]:
-    """Firing alerts per group, for the groups asked for."""
-    query = (
-        select(StoredAlert.group_id, func.count(StoredAlert.id))
-        .where(StoredAlert.group_id.in_(list(group_ids)), StoredAlert.status == FIRING)
-        .group_by(StoredAlert.group_id)
-    )
-    return {group_id: int(count) for group_id, count in session.execute(query).tuples()}

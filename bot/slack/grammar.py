@@ -29,6 +29,7 @@ _In an incident channel:_
 • `/incident note <text>`: add a note to the timeline
 • `/incident resolve [summary]`: resolve the incident
 • `/incident timeline`: show the timeline (only to you)
+• `/incident alerts`: the incident's alerts from monitoring and their state (only to you)
 React with :pushpin: to a message in an incident channel to copy it into the timeline."""
 
 MAX_SUMMARY = MAX_NOTE
@@ -74,6 +75,11 @@ class ShowTimeline:
 
 
 @dataclass(frozen=True)
+class ShowAlerts:
+    pass
+
+
+@dataclass(frozen=True)
 class ListOpen:
     pass
 
@@ -91,12 +97,32 @@ Command = (
     | AddNote
     | Resolve
     | ShowTimeline
+    | ShowAlerts
     | ListOpen
     | Help
 )
 # Commands that act on the incident whose channel they are typed in.
-CHANNEL_COMMANDS = (SetSeverity, SetStatus, AssignRole, AddNote, Resolve, ShowTimeline)
-SUBCOMMANDS = ("declare", "sev", "status", "role", "note", "resolve", "timeline", "list", "help")
+CHANNEL_COMMANDS = (
+    SetSeverity,
+    SetStatus,
+    AssignRole,
+    AddNote,
+    Resolve,
+    ShowTimeline,
+    ShowAlerts,
+)
+SUBCOMMANDS = (
+    "declare",
+    "sev",
+    "status",
+    "role",
+    "note",
+    "resolve",
+    "timeline",
+    "alerts",
+    "list",
+    "help",
+)
 
 
 def parse(text: str, config: FileConfig) -> Command:
@@ -126,10 +152,12 @@ def parse(text: str, config: FileConfig) -> Command:
         return AddNote(note)
     if verb == "resolve":
         return Resolve(clean(rest, what="resolution summary", limit=MAX_SUMMARY))
-    if verb in ("timeline", "list", "help") and rest:
+    if verb in ("timeline", "alerts", "list", "help") and rest:
         raise ParseError(f"`/incident {verb}` takes no arguments.")
     if verb == "timeline":
         return ShowTimeline()
+    if verb == "alerts":
+        return ShowAlerts()
     if verb == "list":
         return ListOpen()
     if verb == "help":
