@@ -116,6 +116,9 @@ def build(settings: Settings) -> Firebreak:
         )
         if value is None
     ]
+    # A routing key or alert token the file names but the environment lacks would leave a
+    # service unreachable by its monitoring without a word: refuse to start, as `check` does.
+    missing += settings.file.environment_problems(os.environ)
     if missing:
         raise ConfigError(
             [*missing, "(or run `firebreak serve --sandbox` to try Firebreak without Slack)"]

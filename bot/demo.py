@@ -1,26 +1,34 @@
 """`firebreak demo`: a scripted incident against the sandbox Slack, narrated.
 
 Starts Firebreak on a free local port with a throw-away SQLite database and the sandbox
-Slack, then plays what responders would do, as signed HTTP requests, and prints what the bot
-did in Slack after each step. Nothing leaves the machine; nothing is kept afterwards.
+Slack, then plays the story: Alertmanager's webhook opens the incident and pages the on-call
+person, who does not answer, so the page escalates; then responders work the incident, as
+signed Slack requests, and the alert resolves. After each step it prints what the bot did in
+Slack. Nothing leaves the machine; nothing is kept afterwards.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from waitress.server import create_server
 
+from bot.alerts.routing import AlertRoute
 from bot.app import build
 from bot.config import Settings
 from bot.migrations import upgrade
-from bot.oncall.configuration import EscalationPolicy
+from bot.oncall.configuration import EscalationPolicy, Service
 from bot.playground import start_sandbox
 from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import OutboundSlack, http_transport
@@ -38,18 +46,56 @@ class Step:
 
 
 SCRIPT = [
-    Step("alice", "declare sev2 Checkout latency above 2s", "general"),
+    Step("alertmanager", "firing", "general", kind="alert"),
+    Step("carol", "", "incident", kind="no answer"),
+    Step("alice", "Acknowledge", "incident", kind="button"),
     Step("alice", "sev sev1", "incident"),
     Step("alice", "role ops @bob", "incident"),
     Step("bob", "note Rolled back deploy 2026.11.20-3; watching p99", "incident"),
-    Step("bob", "policy:database DB primary at 100% CPU, need a DBA", "incident", kind="page"),
-    Step("carol", "", "incident", kind="no answer"),
-    Step("alice", "Acknowledge", "incident", kind="button"),
     Step("carol", "p99 is back under 300 ms since the rollback", "incident", kind="pin"),
     Step("alice", "status monitoring", "incident"),
+    Step("alertmanager", "resolved", "incident", kind="alert"),
+    Step("alice", "alerts", "incident"),
     Step("alice", "resolve Rolled back the bad deploy; p99 normal for 15 minutes", "incident"),
     Step("alice", "timeline", "incident"),
 ]
+DEMO_SERVICE = "firebreak-demo"
+DEMO_ROUTE = "firebreak-demo"
+
+
+def alertmanager_webhook(status: str) -> dict[str, Any]:
+    """What Alertmanager posts for the demo's alert group (webhook payload version 4)."""
+    ends = "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-21T03:24:00Z"
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="CheckoutLatencyHigh"}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "firebreak",
+        "groupLabels": {"alertname": "CheckoutLatencyHigh"},
+        "commonLabels": {"alertname": "CheckoutLatencyHigh", "service": "checkout"},
+        "commonAnnotations": {"summary": "Checkout latency above 2s"},
+        "externalURL": "http://alertmanager.example.com:9093",
+        "alerts": [
+            {
+                "status": status,
+                "labels": {
+                    "alertname": "CheckoutLatencyHigh",
+                    "service": "checkout",
+                    "severity": "critical",
+                    "instance": "checkout-1",
+                },
+                "annotations": {
+                    "summary": "Checkout p99 latency is 2.7s on checkout-1",
+                    "runbook_url": "https://runbooks.example.com/checkout-latency",
+                },
+                "startsAt": "2026-11-21T03:02:00Z",
+                "endsAt": ends,
+                "generatorURL": "http://prometheus.example.com:9090/graph?g0.expr=checkout_p99",
+                "fingerprint": "c0ffee00c0ffee00",
+            }
+        ],
+    }
 
 
 class Narrator:
@@ -129,7 +175,7 @@ def run_demo(settings: Settings, echo: Echo) -> None:
             update={"database_url": f"sqlite:///{Path(workdir) / 'demo.db'}"}
         )
         sandbox, demo_settings = start_sandbox(replace(settings, env=env))
-        demo_settings = _with_demo_policy(demo_settings)
+        demo_settings = _with_demo_alerts(_with_demo_policy(demo_settings))
         upgrade(demo_settings.env.database_url)
         app = build(demo_settings)
         app.start_scheduler()
@@ -171,6 +217,42 @@ def _with_demo_policy(settings: Settings) -> Settings:
     )
 
 
+def _with_demo_alerts(settings: Settings) -> Settings:
+    """A service paging the demo policy, a route to it (first, so it wins) that opens an
+    incident, and an alert token for the demo's Alertmanager."""
+    file = settings.file
+    services = {**file.services, DEMO_SERVICE: Service(escalation_policy=DEMO_POLICY)}
+    severity = "sev2" if "sev2" in file.incidents.severities else None
+    route = AlertRoute.model_validate(
+        {
+            "name": DEMO_ROUTE,
+            "match": {"alertname": "CheckoutLatencyHigh"},
+            "service": DEMO_SERVICE,
+            "incident": {"open": True, "severity": severity},
+        }
+    )
+    file = file.model_copy(
+        update={"services": services, "alert_routes": [route, *file.alert_routes]}
+    )
+    env = settings.env
+    if env.alert_token is None:
+        env = env.model_copy(update={"alert_token": SecretStr(secrets.token_hex(16))})
+    return replace(settings, file=file, env=env)
+
+
+def _send_alert(url: str, token: str, status: str) -> tuple[int, str]:
+    request = urllib.request.Request(  # noqa: S310 - the demo's own server on 127.0.0.1
+        url + "/alerts/alertmanager",
+        data=json.dumps(alertmanager_webhook(status)).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
 def _dm_channel(sandbox: SlackSandbox, user: str) -> str:
     for channel in sandbox.snapshot()["channels"]:
         if channel.get("is_im") and user in channel["members"]:
@@ -210,9 +292,16 @@ def _play(
     )
     incident_channel = ""
     for step in SCRIPT:
-        user = people[step.who]
+        user = people.get(step.who, "")
         channel = general if step.channel == "general" else incident_channel
-        if step.kind == "pin":
+        if step.kind == "alert":
+            alert = alertmanager_webhook(step.what)["alerts"][0]
+            echo(f"Alertmanager posts a {step.what} alert: {alert['annotations']['summary']}")
+            assert settings.env.alert_token is not None
+            status, body = _send_alert(url, settings.env.alert_token.get_secret_value(), step.what)
+            if status != 200:
+                echo(f"    ✗ HTTP {status}: {body}")
+        elif step.kind == "pin":
             ts = sandbox.post_user_message(channel, user, step.what)
             echo(f"{step.who} in {narrator.channel(channel)}: {step.what}")
             echo(f"alice reacts with :pushpin: to {step.who}'s message")
@@ -244,5 +333,6 @@ def _play(
             incident_channel = str(created.response["channel"]["id"])
         echo("")
     echo(
-        "Done: one incident declared, changed, noted, paged, pinned and resolved, each fact in its timeline."
+        "Done: one alert opened an incident and paged; the incident was changed, noted, "
+        "pinned and resolved, each fact in its timeline."
     )

@@ -24,11 +24,12 @@ from bot import timeline
 from bot.alerts.model import fingerprint_of
 from bot.alerts.records import AlertGroup, StoredAlert
 from bot.app import Firebreak, build
-from bot.config import FileConfig, Settings
+from bot.config import ConfigError, FileConfig, Settings
 from bot.incidents.models import Incident
 from bot.oncall.models import Page
 from bot.sandbox import SlackSandbox
-from tests.conftest import Slack, make_settings
+from bot.slack.blocks import ACTION_PAGE_ACK
+from tests.conftest import Slack, last_response_text, make_settings
 from tests.test_paging import MONDAY, dms, oncall_data
 
 TOKEN = "alert-token-for-tests"
@@ -469,3 +470,60 @@ def test_arbitrary_json_never_yields_a_5xx_or_a_partial_write(
         headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
         response = monitoring.client.post(endpoint, data=json.dumps(junk), headers=headers)
         assert response.status_code in (200, 202, 400), (endpoint, response.status_code)
+
+
+def test_a_database_that_does_not_answer_gets_503_so_the_sender_retries(
+    sandbox: SlackSandbox, file_config: FileConfig, tmp_path: Any
+) -> None:
+    """Nothing listens on port 9 of 127.0.0.1: every connection is refused at once, as when
+    the database is down. The webhook must not be answered 2xx, and nothing may crash."""
+    settings = make_settings("postgresql+psycopg://postgres@127.0.0.1:9/none", sandbox, file_config)
+    settings = replace(
+        settings, env=settings.env.model_copy(update={"alert_token": SecretStr(TOKEN)})
+    )
+    app = build(settings)
+    try:
+        status, body = Monitoring(app).alertmanager(am_payload(am_alert("HighErrorRate")))
+        assert status == 503 and body["status"] == "unavailable", body
+        pd = Monitoring(app).pagerduty(
+            {
+                "routing_key": ROUTING_KEY,
+                "event_action": "trigger",
+                "payload": {"summary": "x", "source": "y", "severity": "error"},
+            }
+        )
+        assert pd[0] == 503
+    finally:
+        app.close()
+
+
+def test_serve_refuses_to_start_when_a_routing_key_variable_is_unset(
+    database_url: str, sandbox: SlackSandbox, announce_channel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = oncall_data(announce_channel)
+    data["services"] = {
+        "checkout": {"escalation_policy": "payments", "routing_key_env": "CHECKOUT_KEY"}
+    }
+    monkeypatch.delenv("CHECKOUT_KEY", raising=False)
+    settings = make_settings(database_url, sandbox, FileConfig.model_validate(data))
+    with pytest.raises(ConfigError) as refused:
+        build(settings)
+    assert any("CHECKOUT_KEY is not set" in problem for problem in refused.value.problems)
+
+
+def test_whoever_acknowledges_an_alert_incidents_page_becomes_its_commander(
+    firebreak: Firebreak, sandbox: SlackSandbox, monitoring: Monitoring, slack: Slack
+) -> None:
+    monitoring.alertmanager(am_payload(am_alert("HighErrorRate")))
+    incident, _ = incident_channel(firebreak, sandbox)
+    assert incident.channel_id is not None
+    topic = sandbox.channel(incident.channel_id).topic
+    assert "Commander: unassigned" in topic and "<@firebreak>" not in topic
+    dm = next(c["id"] for c in sandbox.snapshot()["channels"] if c.get("is_im"))
+    slack.block_action(ACTION_PAGE_ACK, user="U0ALICE", channel=dm, value="1")
+    slack.settle()
+    assert "You lead INC-1 now" in last_response_text(sandbox)
+    assert "Commander: <@U0ALICE>" in sandbox.channel(incident.channel_id).topic
+    assert "U0ALICE" in sandbox.channel(incident.channel_id).members
+    texts = [m.text for m in sandbox.messages(incident.channel_id)]
+    assert any("made <@U0ALICE> commander" in text for text in texts), texts

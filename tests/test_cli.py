@@ -248,6 +248,18 @@ def test_demo_plays_a_whole_incident(workdir: Path) -> None:
     assert done.returncode == 0, done.stderr
     out = done.stdout
     channel = "#inc-1-checkout-latency-above-2s"
+    # The story starts from monitoring: Alertmanager's webhook opens the incident and pages.
+    alert_step = out[out.index("Alertmanager posts a firing alert") : out.index("does not answer")]
+    assert "bot: sent @carol a direct message: You are paged: Checkout latency above 2s" in (
+        alert_step
+    )
+    assert f"bot: created channel {channel}" in alert_step
+    assert f"posted in {channel}: Alerts from alertmanager: Checkout latency above 2s" in alert_step
+    assert "bot: sent @alice a direct message" in out  # carol did not answer: escalated
+    assert "@alice acknowledged P-1" in out and "Commander: @alice" in out
+    resolved_step = out[out.index("Alertmanager posts a resolved alert") :]
+    assert "(all resolved, 1 in all)" in resolved_step
+    assert "alertmanager resolved P-1" in resolved_step
     assert f"bot: created channel {channel}" in out
     assert f"bot: pinned the summary in {channel}" in out
     assert "changed severity sev2 → sev1" in out
@@ -260,13 +272,18 @@ def test_demo_plays_a_whole_incident(workdir: Path) -> None:
     assert f"set the topic of {channel}: SEV1 · resolved" in out
     timeline = out[out.index("Timeline of INC-1") :]
     facts = [
-        "@alice declared SEV2: Checkout latency above 2s",
+        "Firebreak declared SEV2: Checkout latency above 2s",
+        "alertmanager paged service:firebreak-demo",
+        "P-1 step 1: notified carol",
+        "P-1 step 2: notified alice",
+        "@alice acknowledged P-1",
+        "@alice made @alice commander",
         "@alice changed severity sev2 → sev1",
         "@bob added a note: Rolled back deploy",
-        "@bob paged policy:database",
-        "@alice acknowledged P-1",
         "@alice pinned a message by @carol: p99 is back under 300 ms since the rollback",
         "@alice changed status investigating → monitoring",
+        "alertmanager alert resolved",
+        "alertmanager resolved P-1",
         "@alice resolved the incident",
     ]
     positions = [timeline.index(fact) for fact in facts]

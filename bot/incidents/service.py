@@ -201,6 +201,8 @@ def declare(
         actor=declared_by,
         data={"severity": severity, "title": title, "description": incident.description},
     )
+    if declared_by == BOT:  # opened by monitoring: the first responder to acknowledge leads
+        return Declaration(incident, created=True)
     session.add(
         RoleAssignment(
             incident_id=incident.id,
@@ -345,6 +347,35 @@ def assign_role(
         now=now,
         actor=actor,
         data={"role": role, "user": user_id, "previous": previous},
+    )
+    return Change(incident, _recorded(event))
+
+
+def take_command(
+    session: Session, incident: Incident, user_id: str, *, now: datetime
+) -> Change | None:
+    """The responder who acknowledges the page of an incident nobody leads (one monitoring
+    opened) becomes its commander; None when it already has one or is resolved."""
+    if incident.is_resolved:
+        return None
+    if session.get(RoleAssignment, (incident.id, "commander")) is not None:
+        return None
+    session.add(
+        RoleAssignment(
+            incident_id=incident.id,
+            role="commander",
+            user_id=user_id,
+            assigned_by=user_id,
+            assigned_at=now,
+        )
+    )
+    event = record(
+        session,
+        incident,
+        "role_assigned",
+        now=now,
+        actor=user_id,
+        data={"role": "commander", "user": user_id, "previous": None},
     )
     return Change(incident, _recorded(event))
 

@@ -46,7 +46,7 @@ _plain = plain_text
 
 
 def topic(incident: Incident, commander: str | None) -> str:
-    lead = f"Commander: <@{commander}>" if commander else "Commander: unassigned"
+    lead = f"Commander: {timeline_text.actor(commander)}" if commander else "Commander: unassigned"
     text = f"{incident.severity.upper()} · {incident.status} · {lead} · {incident.reference}: {escape(incident.title)}"
     return text if len(text) <= MAX_TOPIC else text[: MAX_TOPIC - 1] + "…"
 
@@ -62,11 +62,16 @@ def _options(names: Sequence[str], descriptions: dict[str, str] | None = None) -
 
 
 def summary(incident: Incident, roles: dict[str, str], policy: IncidentsSection) -> list[Block]:
-    role_text = ", ".join(f"{role}: <@{user}>" for role, user in sorted(roles.items())) or "none"
+    role_text = (
+        ", ".join(f"{role}: {timeline_text.actor(user)}" for role, user in sorted(roles.items()))
+        or "none"
+    )
     fields = [
         _text(f"*Severity*\n{incident.severity.upper()}"),
         _text(f"*Status*\n{incident.status}"),
-        _text(f"*Declared*\n{when(incident.declared_at)} by <@{incident.declared_by}>"),
+        _text(
+            f"*Declared*\n{when(incident.declared_at)} by {timeline_text.actor(incident.declared_by)}"
+        ),
         _text(f"*Roles*\n{role_text}"),
     ]
     blocks: list[Block] = [
@@ -149,7 +154,7 @@ def announcement(incident: Incident) -> list[Block]:
             "type": "section",
             "text": _text(
                 f":rotating_light: *{incident.reference}* {incident.severity.upper()} · {state}\n"
-                f"*{escape(incident.title)}*\nDeclared by <@{incident.declared_by}> {when(incident.declared_at)}"
+                f"*{escape(incident.title)}*\nDeclared by {timeline_text.actor(incident.declared_by)} {when(incident.declared_at)}"
                 f" · join {channel}"
             ),
         }

@@ -108,20 +108,31 @@ def act(ctx: ListenerContext, verb: str, page_id: int, *, user: str, reply: flow
         "resolve": ctx.pager.resolve,
     }
     queued: list[int] = []
+    commanded: list[int] = []  # the incident whose command the acknowledger took
 
     def announce_in_the_incident(session: Session, outcome: Outcome) -> None:
         if outcome.event is None or outcome.page.incident_id is None:
             return
-        channel = incidents.get(session, outcome.page.incident_id).channel_id
-        if channel:
-            body = {"channel": channel, "text": _said(outcome)}
+        incident_id = outcome.page.incident_id
+        incident = incidents.get(session, incident_id)
+        texts = [_said(outcome)]
+        if verb == "ack":
+            led = incidents.take_command(session, incident, user, now=ctx.clock())
+            if led is not None and led.event is not None:
+                texts.append(timeline_text.post(led.event))
+                commanded.append(incident_id)
+        if incident.channel_id:
+            for text in texts:
+                body = {"channel": incident.channel_id, "text": text}
+                queued.append(
+                    outbox.enqueue(
+                        session, outbox.POST, body, now=ctx.clock(), incident_id=incident_id
+                    )
+                )
+        if len(texts) > 1:  # the new commander shows in the topic and summary
             queued.append(
                 outbox.enqueue(
-                    session,
-                    outbox.POST,
-                    body,
-                    now=ctx.clock(),
-                    incident_id=outcome.page.incident_id,
+                    session, outbox.REFRESH, {}, now=ctx.clock(), incident_id=incident_id
                 )
             )
 
@@ -135,7 +146,15 @@ def act(ctx: ListenerContext, verb: str, page_id: int, *, user: str, reply: flow
         return
     delivery = ctx.outbox.deliver(queued)
     queued_note = " The post in the incident channel is queued." if delivery.waiting else ""
-    reply(text=_said(outcome) + queued_note)
+    lead_note = ""
+    for incident_id in commanded:
+        with ctx.db.session_scope() as session:
+            incident = incidents.get(session, incident_id)
+            channel, reference = incident.channel_id, incident.reference
+        lead_note = f" You lead {reference} now, as its commander."
+        if channel:
+            ctx.channels.invite_quietly(incident_id, channel, user)
+    reply(text=_said(outcome) + lead_note + queued_note)
 
 
 def _said(outcome: Outcome) -> str:
