@@ -16,8 +16,7 @@ class Metrics:
         )
         self.alerts_received = Counter(
             "firebreak_alerts_received",
-            "Alerts received by source and outcome (new, repeat, resolved, unrouted, "
-            "acknowledge)",
+            "Alerts received by source and outcome (new, repeat, resolved, unrouted, acknowledge)",
             ["source", "outcome"],
             registry=self.registry,
         )
