@@ -406,6 +406,13 @@ class FirebreakServer:
     def metrics(self) -> str:
         return http_text(f"{self.url}/metrics")
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (for a profiler to attach to)."""
+        if self._process is None:
+            raise RuntimeError("the server is not running")
+        return self._process.pid
+
     def cpu_seconds(self) -> float:
         """User + system CPU time the server process has used so far (Linux; else NaN)."""
         if self._process is None:

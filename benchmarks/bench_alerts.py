@@ -1,0 +1,1254 @@
+"""Benchmark: an Alertmanager alert storm against `firebreak serve`.
+
+Runs the sandbox Slack in this process and `firebreak serve --port 0` (not `--sandbox`)
+against it, with a temporary `firebreak.yaml`: alice is always on call on schedule
+`bench-primary`, which is step 1 of the escalation policy `bench` of the service
+`checkout` (her page is a Slack DM); the alert route `bench-storm` sends
+`service=checkout, severity=critical` alerts to that service, declares a sev2 incident per
+group (as the issue's example route does; `--page-only` leaves that out) and allows
+`storm: {max_pages: 1000, per: 5m}`, so every group of the storm pages (the default limit,
+20 pages per 5 minutes, would hold back all groups past the 20th).
+
+The storm: `--alerts` distinct firing alerts in Alertmanager webhook (version 4) payloads
+of `--batch` alerts each, spread over `--groups` groups (webhook i belongs to group
+i mod groups, so the first `groups` webhooks open the groups and the later ones add new
+alerts to open groups), sent with `Authorization: Bearer $FIREBREAK_ALERT_TOKEN` to
+`POST /alerts/alertmanager` from C threads at once over keep-alive connections, as
+Alertmanager's HTTP client does. Bodies are encoded before the clock starts. It measures:
+
+- alerts per second ingested: alerts / (first send to last response); a 2xx is only
+  answered after the batch committed. Target on SQLite: >= 2,000 alerts/s.
+- webhook response time, from just before sending to the complete response: p50, p99.
+  Target: p99 < 100 ms.
+- alert to page: for each group, the first time its page DM reached the sandbox Slack
+  (the sandbox stamps each Web API call it answers) minus the send time of the webhook that
+  opened the group (the one whose answer names the new page): p50, p99. Target: p99 < 500 ms.
+
+In the same run, a bare WSGI app on the same server (waitress, same thread count, in its
+own process) that reads the body, parses the JSON and answers 202 gets the same bodies from
+the same threads: Firebreak's rate is reported as a fraction of it.
+
+    .venv/bin/python -m benchmarks.bench_alerts [--alerts 10000] [--batch 100] [--groups 50]
+        [--concurrency 8] [--runs 2] [--page-only]
+        [--database-url sqlite] [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+`--database-url` may be repeated: `sqlite` (the default) is a fresh SQLite file in a
+temporary directory; a PostgreSQL URL names a server and a database to connect to, in
+which the benchmark creates a fresh database for the run and drops it afterwards.
+`--runs N` repeats the whole measurement (bare endpoint, then each database, each on a
+fresh server and database) N times, to show the spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+from sqlalchemy import func, select
+
+from benchmarks.bench_paging import fresh_database, leads
+from benchmarks.harness import (
+    PROJECT_ROOT,
+    REPORT_PATH,
+    FirebreakServer,
+    LatencyStats,
+    LoadRun,
+    MachineFacts,
+    Section,
+    fmt,
+    keep_alive_transport,
+    markdown_table,
+    percentile,
+    run_load,
+    wait_until,
+    write_section,
+)
+from bot.alerts.model import fingerprint_of
+from bot.alerts.records import AlertGroup, StoredAlert
+from bot.db import Database
+from bot.incidents.models import Incident
+from bot.jobs import RECONCILE_EVERY
+from bot.oncall.models import Page, PageNotification
+from bot.sandbox import SlackSandbox
+from bot.sandbox.outbound import Reply
+
+KEY = "alerts"
+TITLE = "Alerts: an Alertmanager alert storm"
+TARGET_RATE = 2000.0  # alerts/s, on SQLite
+TARGET_P99_MS = 100.0  # webhook response time
+TARGET_PAGE_P99_MS = 500.0  # webhook sent -> page DM at Slack
+SLACK_TOKEN = "xoxb-bench-token"
+USERS = {"alice": "U0ALICE", "bob": "U0BOB"}
+SERVICE = "checkout"
+POLICY = "bench"
+SCHEDULE = "bench-primary"
+ROUTE = "bench-storm"
+STORM = {"max_pages": 1000, "per": "5m"}
+ALERTNAME = "BenchStorm"
+WARMUP_GROUP = "warmup"
+STARTS_EXAMPLE = "2026-01-01T00:00:00Z"
+# The page DM's fallback text (bot.oncall.notify.Notification.body), second line.
+DM_PAGE = re.compile(r"^Page: P-(\d+) · target \S+ · step (\d+)", re.MULTILINE)
+STORM_NOTICE = "Alert storm"
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")
+BARE_READY = "Bare WSGI listening on "
+MAX_BODY = 1024 * 1024  # as bot.server.MAX_BODY
+# After the storm, Slack counts as quiet after a whole reconcile interval without a call:
+# whatever the worker pool could not do, the leader's reconcile pass does then.
+SETTLE_QUIET = RECONCILE_EVERY.total_seconds() + 1
+SUMMARY_PREFIX = "Alerts from alertmanager: "  # bot.slack.alerts, the group's summary
+
+
+@dataclass(frozen=True)
+class Options:
+    alerts: int = 10_000
+    batch: int = 100
+    groups: int = 50
+    concurrency: int = 8
+    threads: int = 24
+    warmup: int = 2  # webhooks of a separate group before the measured load
+    runs: int = 2
+    incident: bool = True
+    databases: tuple[str, ...] = ("sqlite",)
+    timeout: float = 120.0
+    report: Path | None = REPORT_PATH
+    profile: bool = False
+
+    @property
+    def webhooks(self) -> int:
+        return self.alerts // self.batch
+
+
+# --------------------------------------------------------------------------------------
+# The storm
+
+
+def _alert(group: str, number: int, starts: str) -> dict[str, Any]:
+    labels = {
+        "alertname": ALERTNAME,
+        "service": SERVICE,
+        "severity": "critical",
+        "shard": group,
+        "instance": f"host-{number:05d}.example.com:9100",
+    }
+    return {
+        "status": "firing",
+        "labels": labels,
+        "annotations": {
+            "summary": f"{ALERTNAME} on shard {group}",
+            "description": f"Error rate above 5% on host-{number:05d} for 5 minutes.",
+            "runbook_url": "https://runbooks.example.com/checkout/errors",
+        },
+        "startsAt": starts,
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": f"http://prometheus.example.com/graph?g0.expr=errors%7Bshard%3D%22{group}%22%7D",
+        "fingerprint": fingerprint_of(labels),
+    }
+
+
+def webhook_body(group: str, numbers: Iterable[int], starts: str) -> bytes:
+    """One Alertmanager notification (webhook version 4) of the group's new alerts."""
+    group_labels = {"alertname": ALERTNAME, "shard": group}
+    payload = {
+        "version": "4",
+        "groupKey": f'{{}}/{{severity="critical"}}:{{alertname="{ALERTNAME}", shard="{group}"}}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "firebreak",
+        "groupLabels": group_labels,
+        "commonLabels": {**group_labels, "service": SERVICE, "severity": "critical"},
+        "commonAnnotations": {"summary": f"{ALERTNAME} on shard {group}"},
+        "externalURL": "http://alertmanager.example.com:9093",
+        "alerts": [_alert(group, number, starts) for number in numbers],
+    }
+    return json.dumps(payload).encode()
+
+
+def group_name(index: int) -> str:
+    return f"g{index:03d}"
+
+
+def storm_bodies(options: Options, starts: str) -> list[bytes]:
+    """Webhook i: group i mod groups, alerts i*batch .. i*batch+batch-1 (all distinct)."""
+    return [
+        webhook_body(
+            group_name(index % options.groups),
+            range(index * options.batch, (index + 1) * options.batch),
+            starts,
+        )
+        for index in range(options.webhooks)
+    ]
+
+
+def warmup_bodies(options: Options, starts: str) -> list[bytes]:
+    first = options.alerts  # numbers the storm does not use
+    return [
+        webhook_body(
+            WARMUP_GROUP,
+            range(first + index * options.batch, first + (index + 1) * options.batch),
+            starts,
+        )
+        for index in range(options.warmup)
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# The bare WSGI endpoint
+
+
+def bare_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """Read the body, parse the JSON, answer 202: the floor for any JSON webhook endpoint."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    payload = json.loads(environ["wsgi.input"].read(length))
+    alerts = payload.get("alerts", []) if isinstance(payload, dict) else []
+    answer = json.dumps({"status": "ok", "alerts": len(alerts)}).encode()
+    start_response(
+        "202 Accepted",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))],
+    )
+    return [answer]
+
+
+def serve_bare(threads: int) -> None:
+    """`bare_app` on waitress, with the settings `bot.server.serve` gives Firebreak."""
+    from waitress.server import create_server
+
+    server = create_server(
+        bare_app,
+        host="127.0.0.1",
+        port=0,
+        threads=threads,
+        ident="bare",
+        channel_timeout=30,
+        max_request_body_size=MAX_BODY,
+    )
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+    print(f"{BARE_READY}http://127.0.0.1:{server.effective_port}", flush=True)
+    try:
+        server.run()
+    finally:
+        server.close()
+
+
+@dataclass
+class BareServer:
+    """`serve_bare` in a subprocess (its own interpreter, as Firebreak's), for a `with`."""
+
+    threads: int
+    workdir: Path
+    url: str = ""
+    _process: subprocess.Popen[str] | None = field(default=None, init=False)
+
+    def __enter__(self) -> BareServer:
+        argv = [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_alerts",
+            "--serve-bare",
+            "--threads",
+            str(self.threads),
+        ]
+        log = (self.workdir / "bare.log").open("w")
+        self._process = subprocess.Popen(
+            argv,
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        log.close()
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line.startswith(BARE_READY):
+            self.__exit__(None, None, None)
+            raise RuntimeError(f"the bare WSGI server did not start: {line!r}")
+        self.url = line.removeprefix(BARE_READY).strip()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --------------------------------------------------------------------------------------
+# Results
+
+
+def ms_stats(values: Sequence[float]) -> tuple[float, float, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan, math.nan, math.nan
+    return percentile(ordered, 50) * 1000, percentile(ordered, 99) * 1000, ordered[-1] * 1000
+
+
+def load_stats(load: LoadRun, expected: int) -> LatencyStats:
+    return LatencyStats(
+        tuple(o.seconds for o in load.outcomes),
+        sum(1 for o in load.outcomes if o.status != expected),
+        load.finished - load.started,
+    )
+
+
+def status_summary(load: LoadRun) -> dict[str, int]:
+    counts = Counter(f"HTTP {o.status}" if o.status else o.error for o in load.outcomes)
+    return dict(sorted(counts.items()))
+
+
+@dataclass
+class Run:
+    """One measured storm against one database, and the bare endpoint just before it."""
+
+    backend: str
+    number: int  # 1-based repetition
+    alerts: int
+    bare: LoadRun
+    load: LoadRun
+    statuses: dict[str, int]
+    bare_statuses: dict[str, int]
+    to_page: list[float]  # seconds, one per group whose page DM arrived
+    openers: int  # webhooks whose answer named a new page
+    stored_alerts: int
+    groups: int
+    suppressed_groups: int
+    pages: int
+    incidents: int
+    notifications: int
+    page_dms: int
+    duplicate_dms: int
+    groups_without_dm: int
+    storm_notices: int
+    duplicate_alert_rows: int
+    slack_calls: dict[str, int]
+    failed_calls: int  # Slack Web API calls answered ok: false (or an HTTP error)
+    repeated_setups: int  # conversations.setTopic calls beyond one per channel
+    summaries: int  # incident channels holding their group's alert summary message
+    drained_after_load: float  # last Slack call after the last webhook answer, seconds
+    timed_out: bool
+    server_cpu_seconds: float
+    client_cpu_seconds: float
+    server_exit_code: int | None
+    server_problems: list[str]
+    profile: str = ""  # top frames of the server during the storm (`--profile`)
+
+    @property
+    def stats(self) -> LatencyStats:
+        return load_stats(self.load, 200)
+
+    @property
+    def bare_stats(self) -> LatencyStats:
+        return load_stats(self.bare, 202)
+
+    @property
+    def rate(self) -> float:
+        wall = self.stats.wall_seconds
+        return self.alerts / wall if wall > 0 else math.nan
+
+    @property
+    def bare_rate(self) -> float:
+        wall = self.bare_stats.wall_seconds
+        return self.alerts / wall if wall > 0 else math.nan
+
+    @property
+    def page_p99_ms(self) -> float:
+        return ms_stats(self.to_page)[1]
+
+    @property
+    def sqlite(self) -> bool:
+        return self.backend == "SQLite"
+
+    def missed(self) -> list[str]:
+        """The targets this run missed, and anything inconsistent."""
+        missed = []
+        if self.sqlite and not self.rate >= TARGET_RATE:
+            missed.append(f"rate < {TARGET_RATE:,.0f}/s")
+        if not self.stats.p99_ms < TARGET_P99_MS:
+            missed.append(f"response p99 >= {TARGET_P99_MS:.0f} ms")
+        if not self.page_p99_ms < TARGET_PAGE_P99_MS:
+            missed.append(f"alert-to-page p99 >= {TARGET_PAGE_P99_MS:.0f} ms")
+        if self.stats.errors:
+            missed.append("non-200 answers")
+        if self.inconsistent:
+            missed.append("inconsistent")
+        return missed
+
+    @property
+    def inconsistent(self) -> bool:
+        return bool(
+            self.duplicate_dms
+            or self.groups_without_dm
+            or self.storm_notices
+            or self.suppressed_groups
+            or self.duplicate_alert_rows
+            or self.timed_out
+        )
+
+
+@dataclass
+class Result:
+    options: Options
+    facts: MachineFacts
+    command: str
+    runs: list[Run]
+    profiled: list[Run] = field(default_factory=list)  # extra runs with py-spy attached
+    code: str = ""  # the commit measured, and whether the application code had changes
+
+    @property
+    def profile(self) -> str:
+        parts = [
+            f"### Profile: {run.backend}\n\nAn extra run of the same storm with `py-spy record"
+            f" --rate {Profiler.RATE} --function --nonblocking` attached to the server from the first"
+            f" webhook until Slack went quiet (not in the tables above; it ran at"
+            f" {fmt(run.rate, 0)} alerts/s, response p99 {fmt(run.stats.p99_ms)} ms, alert→page"
+            f" p99 {fmt(run.page_p99_ms)} ms). {run.profile}"
+            for run in self.profiled
+            if run.profile
+        ]
+        return "\n\n".join(parts)
+
+    @property
+    def passed(self) -> bool:
+        return all(not run.missed() for run in self.runs)
+
+    def table(self) -> str:
+        headers = [
+            "database",
+            "run",
+            "alerts/s",
+            "bare alerts/s",
+            "vs bare",
+            "response p50 ms",
+            "response p99 ms",
+            "alert→page p50 ms",
+            "alert→page p99 ms",
+            "result",
+        ]
+        rows = []
+        for run in self.runs:
+            stats = run.stats
+            page_p50, page_p99, _ = ms_stats(run.to_page)
+            missed = run.missed()
+            rows.append(
+                [
+                    run.backend,
+                    run.number,
+                    fmt(run.rate, 0),
+                    fmt(run.bare_rate, 0),
+                    f"{run.rate / run.bare_rate:.1%}" if run.bare_rate > 0 else "n/a",
+                    fmt(stats.p50_ms),
+                    fmt(stats.p99_ms),
+                    fmt(page_p50),
+                    fmt(page_p99),
+                    "PASS" if not missed else "**FAIL**: " + ", ".join(missed),
+                ]
+            )
+        return markdown_table(headers, rows)
+
+    def detail_table(self) -> str:
+        headers = ["database", "run", "measured", "count", "p50 ms", "p99 ms", "max ms"]
+        rows: list[list[object]] = []
+        for run in self.runs:
+            lines: list[tuple[str, Sequence[float]]] = [
+                ("bare endpoint: response", run.bare_stats.latencies),
+                ("Firebreak: webhook response", run.stats.latencies),
+                ("Firebreak: webhook sent → page DM at Slack", run.to_page),
+            ]
+            for label, values in lines:
+                p50, p99, top = ms_stats(values)
+                rows.append(
+                    [run.backend, run.number, label, len(values), fmt(p50), fmt(p99), fmt(top)]
+                )
+        return markdown_table(headers, rows)
+
+    def checks_table(self) -> str:
+        o = self.options
+        groups = o.groups + (1 if o.warmup else 0)
+        alerts = o.alerts + o.warmup * o.batch
+        headers = ["check", *(f"{run.backend} #{run.number}" for run in self.runs)]
+        checks: list[tuple[str, Callable[[Run], object]]] = [
+            ("webhooks: wall time to send all", lambda r: f"{r.stats.wall_seconds:.2f} s"),
+            (
+                "webhooks answered (Firebreak · bare)",
+                lambda r: (
+                    ", ".join(f"{k}: {v}" for k, v in r.statuses.items())
+                    + " · "
+                    + ", ".join(f"{k}: {v}" for k, v in r.bare_statuses.items())
+                ),
+            ),
+            (f"webhooks that opened a group (expected {o.groups})", lambda r: r.openers),
+            (f"alert rows (expected {alerts:,})", lambda r: f"{r.stored_alerts:,}"),
+            ("duplicate alert rows (group, fingerprint)", lambda r: r.duplicate_alert_rows),
+            (f"alert groups (expected {groups})", lambda r: r.groups),
+            ("groups held back by the storm limit", lambda r: r.suppressed_groups),
+            (f"pages (expected {groups})", lambda r: r.pages),
+            (
+                f"incidents (expected {groups if o.incident else 0})",
+                lambda r: r.incidents,
+            ),
+            (f"page notification rows (expected {groups})", lambda r: r.notifications),
+            (f"page DMs at Slack (expected {groups})", lambda r: r.page_dms),
+            ("duplicate page DMs", lambda r: r.duplicate_dms),
+            ("groups whose page DM never came", lambda r: r.groups_without_dm),
+            ("storm notices", lambda r: r.storm_notices),
+            (
+                f"incident channels with their alert summary (expected"
+                f" {groups if o.incident else 0})",
+                lambda r: r.summaries,
+            ),
+            (
+                "Slack Web API calls after the warm-up",
+                lambda r: ", ".join(f"{m} {n}" for m, n in r.slack_calls.items()) or "none",
+            ),
+            ("Slack calls answered `ok: false`", lambda r: r.failed_calls),
+            (
+                "incident channels set up more than once (extra `setTopic` calls)",
+                lambda r: r.repeated_setups,
+            ),
+            (
+                "last Slack call, after the last webhook answer",
+                lambda r: (
+                    f"{r.drained_after_load:.2f} s" + (" (**timed out**)" if r.timed_out else "")
+                ),
+            ),
+            (
+                "server CPU during the storm",
+                lambda r: (
+                    f"{r.server_cpu_seconds:.2f} CPU-s"
+                    f" ({r.server_cpu_seconds / r.stats.wall_seconds:.0%} of one core)"
+                ),
+            ),
+            (
+                "this process (senders, sandbox Slack) CPU",
+                lambda r: f"{r.client_cpu_seconds:.2f} CPU-s",
+            ),
+            ("server exit code after SIGTERM", lambda r: r.server_exit_code),
+            ("server log warnings/errors", lambda r: len(r.server_problems) or "none"),
+        ]
+        rows = [[label, *(get(run) for run in self.runs)] for label, get in checks]
+        return markdown_table(headers, rows)
+
+    def verdict(self) -> str:
+        lines = []
+        for backend in dict.fromkeys(run.backend for run in self.runs):
+            runs = [run for run in self.runs if run.backend == backend]
+            rates = ", ".join(fmt(run.rate, 0) for run in runs)
+            p99s = ", ".join(fmt(run.stats.p99_ms) for run in runs)
+            pages = ", ".join(fmt(run.page_p99_ms) for run in runs)
+            rate_target = (
+                f" (target ≥ {TARGET_RATE:,.0f}: "
+                + ("met" if all(r.rate >= TARGET_RATE for r in runs) else "**missed**")
+                + ")"
+                if backend == "SQLite"
+                else " (no rate target off SQLite)"
+            )
+            p99_met = all(r.stats.p99_ms < TARGET_P99_MS for r in runs)
+            page_met = all(r.page_p99_ms < TARGET_PAGE_P99_MS for r in runs)
+            lines.append(
+                f"- {backend}: {rates} alerts/s{rate_target}; response p99 {p99s} ms"
+                f" (target < {TARGET_P99_MS:.0f}: {'met' if p99_met else '**missed**'});"
+                f" alert→page p99 {pages} ms (target < {TARGET_PAGE_P99_MS:.0f}:"
+                f" {'met' if page_met else '**missed**'})."
+            )
+        return "\n".join(lines)
+
+    def section(self) -> Section:
+        o = self.options
+        problems = [
+            f"- {run.backend} #{run.number}: " + line[:200].replace("`", "'")
+            for run in self.runs
+            for line in run.server_problems[:3]
+        ]
+        problem_text = "\n\n" + "\n".join(problems) if problems else "none"
+        incident = (
+            f"`incident: {{open: true, severity: sev2}}` (one incident per group, as the issue's"
+            f" example route), `storm: {{max_pages: {STORM['max_pages']}, per: {STORM['per']}}}`"
+            if o.incident
+            else f"no incident (page only), `storm: {{max_pages: {STORM['max_pages']},"
+            f" per: {STORM['per']}}}`"
+        )
+        body = f"""\
+Measured on: {self.facts.line()}
+
+What ran: `{self.command}`
+
+Code: {self.code}
+
+- Server: `firebreak serve --port 0 --threads {o.threads}` (waitress, {o.threads} HTTP
+  threads; not `--sandbox`) in its own process, with its scheduler and its 8-thread worker
+  pool; Slack is the sandbox Slack in the benchmark's process, reached over HTTP through
+  `SLACK_API_URL`. A fresh database per run (SQLite file in a temporary directory; on
+  PostgreSQL a scratch database created for the run and dropped after), migrated by
+  `serve`. The load starts once `/readyz` says the server leads the scheduler.
+- Config: alice is always on call (schedule `{SCHEDULE}`: one weekly layer of her alone),
+  step 1 of policy `{POLICY}` (`wait: 30m`, so nothing escalates during the run; bob is
+  step 2) of service `{SERVICE}`; `notify: [slack]`, so each page is one Slack DM. Route
+  `{ROUTE}`: `match: {{service: {SERVICE}}}`, `match_re: {{severity: critical|page}}`,
+  {incident}. **The storm limit is raised** from the default 20 pages per 5 minutes so that
+  all {o.groups} groups page; with the default, groups 21 to {o.groups} would be stored and
+  grouped but page nobody (one storm notice instead).
+- Storm: {o.alerts:,} distinct firing alerts in {o.webhooks} Alertmanager webhook (v4)
+  payloads of {o.batch} alerts ({len(webhook_body("g000", range(o.batch), STARTS_EXAMPLE)) / 1024:.0f} KiB
+  each), {o.groups} groups (`groupKey` per `shard` label): webhook i is group i mod
+  {o.groups}, so the first {o.groups} open the groups (new page, new incident) and the other
+  {o.webhooks - o.groups} add {o.batch} new alerts each to an open group (timeline entries,
+  the summary message edited). Sent to `POST /alerts/alertmanager` with the bearer token from
+  {o.concurrency} threads at once, each sending sequentially over its own keep-alive
+  connection; bodies encoded beforehand. Warm-up: {o.warmup} webhooks of a separate group
+  first (a page and an incident too), excluded from the statistics.
+- Bare endpoint: a WSGI app on waitress (same version, {o.threads} threads, same
+  `max_request_body_size` and `channel_timeout` as `bot.server.serve`) in its own process,
+  which reads the body, `json.loads` it and answers 202; sent the same {o.webhooks} bodies
+  from the same {o.concurrency} threads (after {o.warmup} warm-up webhooks), just before
+  Firebreak's run. "vs bare" = Firebreak's alerts/s as a fraction of the bare endpoint's.
+- Alerts/s = {o.alerts:,} alerts / (first send to last answer); each 2xx means the batch is
+  committed. Response time = from just before sending to the complete response.
+  Alert→page = per group, the sandbox Slack's timestamp of the first successful
+  `chat.postMessage` carrying its page (`Page: P-<id>`, the id the opening webhook's answer
+  named) minus that webhook's send time (both `time.time()` on this machine).
+- {o.runs} runs, each on a fresh server and database, to show the spread. The load
+  generator and the sandbox Slack run on the same {self.facts.cpus}-CPU machine as the
+  server and compete with it for CPU.
+
+{self.table()}
+
+Targets: {TARGET_RATE:,.0f} alerts/s on SQLite, webhook response p99 < {TARGET_P99_MS:.0f} ms,
+alert→page p99 < {TARGET_PAGE_P99_MS:.0f} ms.
+
+{self.verdict()}
+
+Details (all times in ms):
+
+{self.detail_table()}
+
+Checks:
+
+{self.checks_table()}
+
+Server log problems: {problem_text}
+
+{self.notes()}
+"""
+        if self.profile:
+            body += "\n" + self.profile.strip() + "\n"
+        return Section(KEY, TITLE, body)
+
+    def notes(self) -> str:
+        """What dominates, from the numbers above (and the profile, when there is one)."""
+        per_alert = "; ".join(
+            f"{run.backend} #{run.number}: {run.server_cpu_seconds / run.alerts * 1000:.2f} ms"
+            for run in self.runs
+        )
+        sqlite = [run for run in self.runs if run.sqlite]
+        tail = ""
+        if sqlite:
+            p50s = ", ".join(fmt(run.stats.p50_ms) for run in sqlite)
+            p99s = ", ".join(fmt(run.stats.p99_ms) for run in sqlite)
+            tail = f"""
+- SQLite's tail (response p50 {p50s} ms, p99 {p99s} ms): writers waiting in `BEGIN
+  IMMEDIATE` are not queued; SQLite's busy handler sleeps and retries, so newer
+  transactions overtake an older one and a few webhooks wait many seconds. On PostgreSQL
+  p50 and p99 are close: each webhook's ~300 statements are ~300 round trips to the server
+  (psycopg's `Connection.wait` was about half of the busy-thread samples under `--profile`),
+  and the {self.options.concurrency} requests in flight share one interpreter for the rest."""
+        setups = sum(run.repeated_setups for run in self.runs)
+        duplicates = sum(run.duplicate_dms for run in self.runs)
+        side = ""
+        if duplicates:
+            side += f"""
+- Duplicate page DMs ({duplicates} in these runs; the checks say which run): a page DM goes
+  out twice when its sender waits longer than the notification lease
+  (`bot.oncall.paging.LEASE`, 10 s) for SQLite's write lock to record it sent (renewing the
+  lease needs the same lock), so the leader's reconcile pass claims the still-`sending` row
+  and sends it again, some 12 s after the first (a diagnostic run on 2026-11-21 saw two
+  pages DMed at 1.3 s and 1.8 s, and again at 14.7 s and 14.5 s)."""
+        if setups:
+            side += f"""
+- Repeated incident channel set-ups ({setups} in these runs): the leader's reconcile pass
+  sets up again any incident whose `set_up_at` is not written yet while the worker pool's
+  own set-up of it is still queued or waiting for the lock (a second
+  `conversations.setTopic`, and `pins.add` answered `already_pinned`)."""
+        return f"""\
+What dominates:
+
+- Ingest works one alert at a time. For each alert of a webhook,
+  `bot/alerts/ingest.py:_store` runs `_firing_row` (a SELECT for the alert's firing row),
+  then adds the new row and calls `session.flush()` (an INSERT), and `_fact` calls
+  `bot/timeline.py:record` (another INSERT): some 300 ORM statements per webhook of 100
+  alerts, all inside the one transaction that holds SQLite's write lock (`BEGIN IMMEDIATE`)
+  or, on PostgreSQL, the group's row lock. Server CPU per alert: {per_alert}. At 2,000
+  alerts/s one CPython core has 0.5 ms per alert for everything (HTTP, JSON, parsing,
+  ingest, Slack), and more HTTP threads do not add cores (the GIL), so the per-alert
+  work itself has to shrink.{tail}
+- Alert→page = the opening webhook's own response time, then the wait on the 8-thread
+  worker pool: `bot/intake.py:AlertIntake._after_commit` sends the page, then sets up the
+  new incident's channel (`IncidentChannels.open`: create, topic, pin, post) and delivers
+  the channel posts, so the pages of later groups queue behind earlier groups' channel
+  set-ups and the summary edits of the joining webhooks, and all of them compete with the
+  ingest for the interpreter (and, on SQLite, the write lock). `--page-only` measures the
+  same storm without the incidents.{side}
+"""
+
+
+# --------------------------------------------------------------------------------------
+# Configuration
+
+
+def config_yaml(announce_channel: str, *, incident: bool, today: dt.date) -> str:
+    start = today - dt.timedelta(days=today.weekday() + 7)  # a Monday, a week or two ago
+    route: dict[str, Any] = {
+        "name": ROUTE,
+        "match": {"service": SERVICE},
+        "match_re": {"severity": "critical|page"},
+        "service": SERVICE,
+        "storm": dict(STORM),
+    }
+    if incident:
+        route["incident"] = {"open": True, "severity": "sev2"}
+    return yaml.safe_dump(
+        {
+            "slack": {"announce_channel": announce_channel},
+            "people": {
+                name: {"slack": user, "email": f"{name}@example.com", "notify": ["slack"]}
+                for name, user in USERS.items()
+            },
+            "schedules": {
+                SCHEDULE: {
+                    "timezone": "UTC",
+                    "layers": [
+                        {
+                            "name": "always-alice",
+                            "users": ["alice"],
+                            "rotation": "weekly",
+                            "handoff": "mon 00:00",
+                            "start": start.isoformat(),
+                        }
+                    ],
+                }
+            },
+            "escalation_policies": {
+                POLICY: {
+                    "steps": [
+                        {"targets": [f"schedule:{SCHEDULE}"], "wait": "30m"},
+                        {"targets": ["user:bob"], "wait": "30m"},
+                    ],
+                    "repeat": 0,
+                }
+            },
+            "services": {SERVICE: {"escalation_policy": POLICY}},
+            "alert_routes": [route, {"name": "default", "match": {}, "service": SERVICE}],
+        },
+        sort_keys=False,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Measuring
+
+
+def page_dm_times(sandbox: SlackSandbox) -> dict[int, list[float]]:
+    """Page id -> the sandbox's timestamps of each successful DM carrying that page."""
+    found: dict[int, list[float]] = {}
+    for call in sandbox.calls_to("chat.postMessage"):
+        if not call.response.get("ok"):
+            continue
+        match = DM_PAGE.search(str(call.params.get("text", "")))
+        if match is not None and match.group(2) == "1":
+            found.setdefault(int(match.group(1)), []).append(call.at)
+    return found
+
+
+def count_rows(database_url: str) -> dict[str, int]:
+    db = Database(database_url)
+    try:
+        with db.session_scope() as session:
+
+            def count(model: Any, *where: Any) -> int:
+                query = select(func.count()).select_from(model).where(*where)
+                return int(session.scalar(query) or 0)
+
+            duplicates = session.execute(
+                select(func.count())
+                .select_from(StoredAlert)
+                .group_by(StoredAlert.group_id, StoredAlert.fingerprint)
+                .having(func.count() > 1)
+            ).all()
+            return {
+                "alerts": count(StoredAlert),
+                "groups": count(AlertGroup),
+                "suppressed": count(AlertGroup, AlertGroup.suppressed.is_(True)),
+                "pages": count(Page),
+                "incidents": count(Incident),
+                "notifications": count(PageNotification),
+                "duplicate_alerts": sum(int(n) - 1 for (n,) in duplicates),
+            }
+    finally:
+        db.dispose()
+
+
+class Sender:
+    """POSTs the bodies to one URL, keeping each answer's body by index."""
+
+    def __init__(self, url: str, bodies: Sequence[bytes], token: str | None) -> None:
+        self.post = keep_alive_transport(url, timeout=60.0)
+        self.bodies = bodies
+        self.headers = {"Content-Type": "application/json"}
+        if token is not None:
+            self.headers["Authorization"] = f"Bearer {token}"
+        self.answers: list[str] = [""] * len(bodies)
+
+    def __call__(self, index: int) -> Reply:
+        reply = self.post(self.bodies[index], self.headers)
+        self.answers[index] = reply.body
+        return reply
+
+
+def measure_bare(
+    options: Options, workdir: Path, bodies: Sequence[bytes], warm: Sequence[bytes]
+) -> LoadRun:
+    with BareServer(options.threads, workdir) as bare:
+        if warm:
+            run_load(Sender(bare.url, warm, None), len(warm), min(options.concurrency, len(warm)))
+        sender = Sender(bare.url, bodies, None)
+        return run_load(sender, len(bodies), options.concurrency)
+
+
+def settle(sandbox: SlackSandbox, *, quiet: float, timeout: float) -> bool:
+    """Wait until the sandbox has had no Web API call for `quiet` seconds; False on timeout."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        calls = sandbox.calls
+        last = calls[-1].at if calls else 0.0
+        if time.time() - last >= quiet:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def run_one(options: Options, spec: str, number: int, *, profiled: bool = False) -> Run:
+    alert_token = secrets.token_hex(16)
+    starts = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    bodies = storm_bodies(options, starts)
+    warm = warmup_bodies(options, starts)
+    with (
+        tempfile.TemporaryDirectory(prefix="firebreak-bench-alerts-") as tmp,
+        SlackSandbox(bot_token=SLACK_TOKEN) as sandbox,
+    ):
+        workdir = Path(tmp)
+        print(f"[run {number}] bare WSGI endpoint: {len(bodies)} webhooks ...", flush=True)
+        bare = measure_bare(options, workdir, bodies, warm)
+        for name, user in USERS.items():
+            sandbox.add_user(user, name, email=f"{name}@example.com")
+        announce = sandbox.add_channel("incidents", members=list(USERS.values()))
+        config = workdir / "firebreak.yaml"
+        config.write_text(
+            config_yaml(announce, incident=options.incident, today=dt.datetime.now(dt.UTC).date())
+        )
+        with fresh_database(spec, workdir) as (database_url, backend):
+            env = {
+                "DATABASE_URL": database_url,
+                "FIREBREAK_CONFIG": str(config),
+                "FIREBREAK_ALERT_TOKEN": alert_token,
+                "SLACK_API_URL": sandbox.api_url,
+                "SLACK_BOT_TOKEN": SLACK_TOKEN,
+                "SLACK_SIGNING_SECRET": secrets.token_hex(16),
+                "NO_PROXY": "127.0.0.1,localhost",
+                **{name: "" for name in PROXY_VARIABLES},
+            }
+            print(f"[run {number}] [{backend}] starting firebreak serve ...", flush=True)
+            server = FirebreakServer(env, workdir, threads=options.threads, sandbox=False)
+            with server:
+                wait_until(lambda: leads(server), timeout=60, what="the scheduler leader")
+                url = f"{server.url}/alerts/alertmanager"
+                if warm:
+                    warm_sender = Sender(url, warm, alert_token)
+                    warm_load = run_load(
+                        warm_sender, len(warm), min(options.concurrency, len(warm))
+                    )
+                    if any(o.status != 200 for o in warm_load.outcomes):
+                        raise RuntimeError(
+                            f"warm-up webhooks answered {status_summary(warm_load)}:"
+                            f" {warm_sender.answers[0][:300]}\n{server.log_tail()}"
+                        )
+                    wait_until(
+                        lambda: bool(page_dm_times(sandbox)),
+                        timeout=options.timeout,
+                        what="the warm-up page DM",
+                    )
+                    settle(sandbox, quiet=1.0, timeout=options.timeout)
+                warm_calls = len(sandbox.calls)
+                print(
+                    f"[run {number}] [{backend}] {len(bodies)} webhooks x {options.batch} alerts"
+                    f" from {options.concurrency} threads ...",
+                    flush=True,
+                )
+                sender = Sender(url, bodies, alert_token)
+                profilers = (
+                    [
+                        Profiler(server.pid, workdir / f"profile-{mode}.txt", gil=mode == "gil")
+                        for mode in ("gil", "busy")
+                    ]
+                    if profiled
+                    else []
+                )
+                cpu_before, client_before = server.cpu_seconds(), time.process_time()
+                wall_offset = time.time() - time.perf_counter()
+                load = run_load(sender, len(bodies), options.concurrency)
+                server_cpu = server.cpu_seconds() - cpu_before
+                client_cpu = time.process_time() - client_before
+
+                openers: dict[int, float] = {}  # page id -> wall time its webhook was sent
+                for outcome in load.outcomes:
+                    with contextlib.suppress(ValueError):
+                        page = json.loads(sender.answers[outcome.index] or "{}").get("page")
+                        if isinstance(page, int):
+                            openers[page] = outcome.started + wall_offset
+
+                def all_paged() -> bool:
+                    return set(openers) <= set(page_dm_times(sandbox))
+
+                timed_out = False
+                try:
+                    wait_until(all_paged, timeout=options.timeout, interval=0.1, what="page DMs")
+                except TimeoutError as error:
+                    print(f"  {error}", flush=True)
+                    timed_out = True
+                if not settle(sandbox, quiet=SETTLE_QUIET, timeout=options.timeout):
+                    timed_out = True
+                calls = sandbox.calls[warm_calls:]
+                last_call = max((call.at for call in calls), default=math.nan)
+                profile = "\n\n".join(
+                    profile_tables(profiler.stop(), gil=profiler is profilers[0])
+                    for profiler in profilers
+                )
+            counts = count_rows(database_url)
+        dms = page_dm_times(sandbox)
+        summaries = sum(
+            1
+            for channel in sandbox.snapshot()["channels"]
+            if not channel.get("is_im")
+            and any(str(m.get("text", "")).startswith(SUMMARY_PREFIX) for m in channel["messages"])
+        )
+        storm_notices = sum(1 for m in sandbox.messages(announce) if STORM_NOTICE in m.text)
+    return Run(
+        backend=backend,
+        number=number,
+        alerts=options.alerts,
+        bare=bare,
+        load=load,
+        statuses=status_summary(load),
+        bare_statuses=status_summary(bare),
+        to_page=[min(dms[page]) - sent for page, sent in openers.items() if page in dms],
+        openers=len(openers),
+        stored_alerts=counts["alerts"],
+        groups=counts["groups"],
+        suppressed_groups=counts["suppressed"],
+        pages=counts["pages"],
+        incidents=counts["incidents"],
+        notifications=counts["notifications"],
+        page_dms=sum(len(times) for times in dms.values()),
+        duplicate_dms=sum(len(times) - 1 for times in dms.values()),
+        groups_without_dm=sum(1 for page in openers if page not in dms)
+        + max(0, options.groups - len(openers)),
+        storm_notices=storm_notices,
+        duplicate_alert_rows=counts["duplicate_alerts"],
+        slack_calls=dict(sorted(Counter(call.method for call in calls).items())),
+        failed_calls=sum(1 for call in calls if not call.response.get("ok")),
+        repeated_setups=sum(
+            n - 1
+            for n in Counter(
+                call.params.get("channel")
+                for call in calls
+                if call.method == "conversations.setTopic"
+            ).values()
+        ),
+        drained_after_load=last_call - (load.finished + wall_offset),
+        timed_out=timed_out,
+        server_cpu_seconds=server_cpu,
+        client_cpu_seconds=client_cpu,
+        server_exit_code=server.exit_code,
+        server_problems=server.log_problems(),
+        summaries=summaries,
+        profile=profile,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Profiling the server (optional: `--profile`, needs py-spy)
+
+
+def py_spy_path() -> str | None:
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+class Profiler:
+    """`py-spy record` attached to the server process, as collapsed stacks (`--format raw`,
+    aggregated by function): with `gil`, only the thread holding the GIL (where the
+    interpreter's one core goes); without, every thread that is not idle (which includes
+    threads waiting inside C calls, such as SQLite's busy wait for the write lock)."""
+
+    RATE = 100  # samples per second; two samplers at once on a small machine
+
+    def __init__(self, pid: int, output: Path, *, gil: bool) -> None:
+        tool = py_spy_path()
+        if tool is None:
+            raise RuntimeError("--profile needs py-spy (pip install py-spy)")
+        self.output = output
+        argv = [tool, "record", "--pid", str(pid), "--rate", str(self.RATE), "--format", "raw"]
+        argv += ["--function", "--nonblocking", "--output", str(output)]
+        argv += ["--gil"] if gil else []
+        self.log = output.with_suffix(".log").open("w")
+        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        time.sleep(1.0)  # py-spy attaches before the first sample
+
+    def stop(self) -> list[tuple[list[str], int]]:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+        stacks = []
+        with contextlib.suppress(OSError):
+            for line in self.output.read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                if stack and count.isdigit():
+                    stacks.append((stack.split(";"), int(count)))
+        return stacks
+
+
+_FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+def frame_name(frame: str) -> str:
+    """`function (path:line)` as `function (short path)`: the project's files relative to
+    its root, libraries from their package directory."""
+    match = _FRAME.match(frame)
+    if match is None:
+        return frame
+    path = match.group("file")
+    for marker in ("site-packages/", "lib/python3."):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            if marker == "lib/python3.":
+                path = "stdlib/" + path.split("/", 1)[-1]
+            break
+    else:
+        with contextlib.suppress(ValueError):
+            path = str(Path(path).relative_to(PROJECT_ROOT))
+    return f"{match.group('function')} ({path})"
+
+
+def profile_tables(stacks: list[tuple[list[str], int]], *, gil: bool, top: int = 12) -> str:
+    """Top frames by own samples and Firebreak's frames by samples with them on the stack."""
+    total = sum(count for _, count in stacks)
+    what = (
+        "the thread holding the GIL (`--gil`: where the CPU goes)"
+        if gil
+        else "every busy thread (including waits inside C calls, e.g. for SQLite's lock)"
+    )
+    if not total:
+        return f"Sampling {what}: py-spy recorded no samples."
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    for stack, count in stacks:
+        frames = [frame_name(f) for f in stack if not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        own[frames[-1]] += count
+        for name in set(frames):
+            inclusive[name] += count
+
+    def table(counter: Counter[str], keep: Callable[[str], bool]) -> str:
+        rows = [
+            [f"`{name}`", count, f"{count / total:.1%}"]
+            for name, count in counter.most_common()
+            if keep(name)
+        ][:top]
+        return markdown_table(["frame", "samples", "share"], rows)
+
+    project = re.compile(r"\((bot|integrations)/")
+    return (
+        f"Sampling {what}: {total:,} samples.\n\n"
+        f"Own time (the frame itself was running), top {top}:\n\n"
+        f"{table(own, lambda _name: True)}\n\n"
+        f"Firebreak's frames by time on the stack (the frame or what it called was"
+        f" running), top {top}:\n\n"
+        f"{table(inclusive, lambda name: bool(project.search(name)))}"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Running and reporting
+
+
+def code_state() -> str:
+    """The commit under test, and how many application files differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "bot", "integrations"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git work tree)"
+    if not changed:
+        return f"commit {head}"
+    return (
+        f"commit {head} plus uncommitted changes to {len(changed)} files in bot/ and integrations/"
+    )
+
+
+def run(options: Options, command: str) -> Result:
+    facts = MachineFacts.collect()
+    code = code_state()
+    measured: list[tuple[int, int, Run]] = []
+    for number in range(1, options.runs + 1):
+        for index, spec in enumerate(options.databases):
+            measured.append((index, number, run_one(options, spec, number)))
+    measured.sort(key=lambda item: (item[0], item[1]))
+    profiled = []
+    if options.profile:
+        for spec in options.databases:
+            profiled.append(run_one(options, spec, 0, profiled=True))
+    return Result(options, facts, command, [item[2] for item in measured], profiled, code)
+
+
+def report(result: Result) -> None:
+    o = result.options
+    print()
+    print(f"{TITLE}  ({o.alerts:,} alerts, {o.webhooks} webhooks of {o.batch}, {o.groups} groups)")
+    print(result.table())
+    print()
+    print(result.verdict())
+    print()
+    print(result.detail_table())
+    print()
+    print(result.checks_table())
+    for run_ in result.runs:
+        for line in run_.server_problems[:5]:
+            print(f"server ({run_.backend} #{run_.number}): {line}")
+    if result.profile:
+        print()
+        print(result.profile)
+    if o.report is not None:
+        write_section(result.section(), result.facts, o.report)
+        print(f"wrote {o.report}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_alerts", description=__doc__.split("\n")[0]
+    )
+    d = Options()
+    p.add_argument("--alerts", type=int, default=d.alerts, help="alerts in the storm")
+    p.add_argument("--batch", type=int, default=d.batch, help="alerts per webhook")
+    p.add_argument("--groups", type=int, default=d.groups, help="Alertmanager groups")
+    p.add_argument("--concurrency", type=int, default=d.concurrency, help="sender threads")
+    p.add_argument("--threads", type=int, default=d.threads, help="server HTTP threads")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="unmeasured webhooks first")
+    p.add_argument("--runs", type=int, default=d.runs, help="repetitions of the whole run")
+    p.add_argument(
+        "--page-only", action="store_true", help="the route pages only (no incident per group)"
+    )
+    p.add_argument(
+        "--database-url",
+        action="append",
+        dest="databases",
+        metavar="URL",
+        help="`sqlite` (default) or a PostgreSQL URL to create a fresh database in; repeatable",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=d.timeout, help="seconds to wait for the page DMs"
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the server with py-spy during each storm; top frames go in the report",
+    )
+    p.add_argument("--no-report", action="store_true", help="print only; leave REPORT.md alone")
+    p.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def options_from(argv: Sequence[str] | None) -> tuple[Options, bool]:
+    args = parser().parse_args(argv)
+    positive = (args.alerts, args.batch, args.groups, args.concurrency, args.threads, args.runs)
+    if min(positive) < 1 or args.warmup < 0:
+        parser().error("--alerts, --batch, --groups, --concurrency, --threads, --runs must be > 0")
+    if args.alerts % args.batch:
+        parser().error("--alerts must be a multiple of --batch")
+    if args.alerts // args.batch < args.groups:
+        parser().error("there must be at least one webhook per group")
+    options = Options(
+        alerts=args.alerts,
+        batch=args.batch,
+        groups=args.groups,
+        concurrency=args.concurrency,
+        threads=args.threads,
+        warmup=args.warmup,
+        runs=args.runs,
+        incident=not args.page_only,
+        databases=tuple(args.databases or Options().databases),
+        timeout=args.timeout,
+        report=None if args.no_report else REPORT_PATH,
+        profile=args.profile,
+    )
+    return options, args.serve_bare
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options, bare = options_from(argv)
+    if bare:
+        serve_bare(options.threads)
+        return 0
+    command = " ".join([".venv/bin/python -m benchmarks.bench_alerts", *argv])
+    result = run(options, command)
+    report(result)
+    return 0 if result.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
