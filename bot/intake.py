@@ -80,8 +80,11 @@ class AlertIntake:
             steps = self._steps(result)
             effects = [(step, self.jobs.effects(session, step)) for step in steps]
         self._count(batch, result)
-        if steps or queued or result.incident_created:
-            self.workers.submit(self._after_commit, result, effects, queued)
+        # Pages first, as a task of their own: a DM never waits behind a channel setup.
+        if effects:
+            self.workers.submit(self._notify, effects)
+        if queued or result.incident_created:
+            self.workers.submit(self._tell_slack, result, queued)
         return Received(result, batch.dedup_key)
 
     @staticmethod
@@ -91,12 +94,12 @@ class AlertIntake:
             steps.insert(0, result.triggered.step)
         return steps
 
-    def _after_commit(
-        self, result: Ingested, effects: list[tuple[Step, list[int]]], queued: list[int]
-    ) -> None:
-        """Notify first (the page matters most), then set up the channel, then post."""
+    def _notify(self, effects: list[tuple[Step, list[int]]]) -> None:
         for step, step_queued in effects:
             self.jobs.after_commit(step, step_queued)
+
+    def _tell_slack(self, result: Ingested, queued: list[int]) -> None:
+        """Set up a new incident's channel, then deliver the posts the batch queued."""
         if self.posts is None:
             return
         if result.incident_created and result.incident_id is not None:

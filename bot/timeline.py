@@ -103,8 +103,12 @@ def record(
     page_id: int | None = None,
     data: dict[str, Any] | None = None,
     dedup_key: str | None = None,
+    flush: bool = True,
 ) -> TimelineEvent | None:
-    """Append one event; with a `dedup_key` already recorded for the incident, append nothing."""
+    """Append one event; with a `dedup_key` already recorded for the incident, append nothing.
+
+    `flush=False` (no dedup key only) leaves the INSERT to the caller's next flush, so a
+    caller recording many events at once (a batch of alerts) sends them in one round trip."""
     if kind not in KINDS:
         raise ValueError(f"unknown timeline event kind {kind!r}; add it to bot.timeline.KINDS")
     if incident_id is None and page_id is None:
@@ -120,7 +124,8 @@ def record(
     )
     if dedup_key is None:
         session.add(event)
-        session.flush()
+        if flush:
+            session.flush()
         return event
     existing = session.scalars(
         select(TimelineEvent.id).where(
