@@ -82,7 +82,7 @@ class AlertIntake:
         self._count(batch, result)
         # Pages first, as a task of their own: a DM never waits behind a channel setup.
         if effects:
-            self.workers.submit(self._notify, effects)
+            self.workers.submit_page(self._notify, effects)
         if queued or result.incident_created:
             self.workers.submit(self._tell_slack, result, queued)
         return Received(result, batch.dedup_key)

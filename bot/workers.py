@@ -39,11 +39,14 @@ class _Tracked(ThreadPoolExecutor):
 
 
 class WorkerPool:
-    def __init__(self, size: int = 8, listeners: int = 32) -> None:
+    def __init__(self, size: int = 8, listeners: int = 32, pages: int = 4) -> None:
         self._pending = 0
         self._idle = threading.Condition()
         self._work = _Tracked(self, size, "firebreak-work")
         self._listeners = _Tracked(self, listeners, "firebreak-ack")
+        # Page notifications have a pool of their own, so a burst of slower work (channel
+        # setups during an alert storm) never holds a page back.
+        self._pages = _Tracked(self, pages, "firebreak-page")
 
     def listener_executor(self) -> ThreadPoolExecutor:
         """The executor to give bolt, so its listeners count as pending work."""
@@ -51,6 +54,10 @@ class WorkerPool:
 
     def submit(self, work: Callable[..., Any], *args: Any) -> Future[Any]:
         return self._work.submit(work, *args)
+
+    def submit_page(self, work: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Work that sends page notifications: it never queues behind other work."""
+        return self._pages.submit(work, *args)
 
     def _started(self) -> None:
         with self._idle:
@@ -70,3 +77,4 @@ class WorkerPool:
     def shutdown(self) -> None:
         self._listeners.shutdown(wait=True)
         self._work.shutdown(wait=True)
+        self._pages.shutdown(wait=True)
