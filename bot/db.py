@@ -45,6 +45,11 @@ _UNAVAILABLE_CLASSES = ("08", "53", "57")
 _WROTE = "firebreak.wrote"  # Session.info key: this transaction has written something
 
 
+class ConnectionLost(Exception):
+    """A connection that work relied on beyond one transaction (the one holding an advisory
+    lock, `bot.locks`) was lost, and what it held with it. `unavailable` counts it."""
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in, aware UTC datetimes out, on every backend (SQLite drops zones)."""
 
@@ -101,7 +106,7 @@ def unavailable(error: BaseException) -> bool:
     server shutting down, refusing or out of connections, no pooled connection free in
     time), rather than a bug or a statement the database refused. Whatever transaction it
     interrupted was rolled back, unless it was interrupted during COMMIT."""
-    if isinstance(error, exc.TimeoutError):  # the pool had no connection for us in time
+    if isinstance(error, exc.TimeoutError | ConnectionLost):  # no connection in time, or lost
         return True
     cause: BaseException | None = error
     if isinstance(error, exc.DBAPIError):
@@ -124,11 +129,13 @@ def describe(error: BaseException) -> str:
 def where(error: BaseException) -> str:
     """The innermost place in Firebreak's own code (outside this module) that `error` passed
     through, as `bot/slack/channels.py:_announce`: enough, with `describe`, for one log line."""
-    root = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve()
+    root = here.parent.parent
+    ours = (root / "bot", root / "integrations")  # not a virtualenv that lives under root
     found = "?"
     for frame in traceback.extract_tb(error.__traceback__):
         path = Path(frame.filename).resolve()
-        if path.suffix == ".py" and path.is_relative_to(root) and path != Path(__file__).resolve():
+        if path.suffix == ".py" and path != here and any(path.is_relative_to(p) for p in ours):
             found = f"{path.relative_to(root)}:{frame.name}"
     return found
 
@@ -256,15 +263,19 @@ class Database:
         finally:
             session.close()
 
-    def retrying(self, work: Callable[[Session], T], *, attempts: int = 3, pause: float = 0.2) -> T:
+    def retrying(self, work: Callable[[Session], T], *, attempts: int = 5, pause: float = 0.2) -> T:
         """`work(session)` in a transaction of its own, run again on a fresh connection while
         the database fails under it (`unavailable`): `attempts` times in all, `pause`, then
-        twice `pause`... seconds apart. Any other error fails at once, as in `session_scope`.
+        twice `pause`... seconds apart (3 s in all by default). Any other error fails at
+        once, as in `session_scope`.
 
         Only for work that is right to run again whatever became of the failed attempt, a
         COMMIT that went unanswered included: recording what a send did on a row that must
         still say "sending" (`bot.outbox.finish`, `bot.oncall.paging.finish_notification`)
-        is; adding a note is not (an unanswered COMMIT may have added it).
+        is, and so is saving a message's ts where none is saved yet; adding a note is not
+        (an unanswered COMMIT may have added it). Its use: the short write that records what
+        Slack (or a notifier) just did, which, if lost with a dropped connection, would make
+        the same message go out again.
         """
         for attempt in range(1, attempts + 1):
             try:

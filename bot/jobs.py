@@ -31,7 +31,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
-from bot.db import Database
+from bot.db import Database, describe, unavailable, where
 from bot.oncall import paging
 from bot.oncall.configuration import OncallConfig
 from bot.oncall.handoffs import DueHandoff, due_handoffs
@@ -44,6 +44,15 @@ RECONCILE_EVERY = timedelta(seconds=5)
 HANDOFFS_EVERY = timedelta(minutes=1)
 GRACE = timedelta(seconds=2)
 SUPERVISE_EVERY = timedelta(seconds=2)
+
+
+def _failed(what: str, error: BaseException) -> None:
+    """Log that `what` failed: in one line when the database failed under it (a terminated
+    connection, a restart: `bot.db.unavailable`), with the traceback when it is a bug."""
+    if unavailable(error):
+        log.warning("%s: the database failed at %s (%s)", what, where(error), describe(error))
+    else:
+        log.error("%s", what, exc_info=error)
 
 
 def _alive(scheduler: BackgroundScheduler) -> bool:
@@ -174,8 +183,8 @@ class JobRunner:
         if queued and self.announcer is not None:
             try:
                 self.announcer.send(list(queued))
-            except Exception:  # queued: the outbox's reconcile sends it
-                log.exception("could not send the announcement of page %s", step.page_id)
+            except Exception as error:  # queued: the outbox's reconcile sends it
+                _failed(f"could not send the announcement of page {step.page_id}", error)
         if step.notifications:
             self.deliver(step.notifications)
 
@@ -217,8 +226,12 @@ class JobRunner:
         return None, True
 
     def _finish(self, notification_id: int, error: str | None, retryable: bool) -> None:
-        with self.db.session_scope() as session:
-            again = paging.finish_notification(
+        """Record what one attempt did. Retried while the database fails: were the record
+        lost with a dropped connection, the notification would stay "sending" and go out
+        again once its lease ran out (`finish_notification` acts only on a row still
+        "sending", so a retry after a COMMIT that did commit changes nothing)."""
+        again = self.db.retrying(
+            lambda session: paging.finish_notification(
                 session,
                 notification_id,
                 now=self.clock(),
@@ -226,6 +239,7 @@ class JobRunner:
                 retryable=retryable,
                 max_attempts=self.config.paging.max_attempts,
             )
+        )
         if again is not None:
             self._schedule_delivery(notification_id, again)
 
@@ -240,8 +254,8 @@ class JobRunner:
                 try:
                     with self.db.session_scope() as session:
                         paging.renew_leases(session, list(in_flight), self.clock())
-                except Exception:
-                    log.exception("could not renew the leases of notifications being sent")
+                except Exception as error:
+                    _failed("could not renew the leases of notifications being sent", error)
 
         renewer = threading.Thread(target=renew, name="firebreak-lease", daemon=True)
         if in_flight:
@@ -275,8 +289,8 @@ class JobRunner:
         for reconcile in self.reconcilers:
             try:
                 reconcile()
-            except Exception:
-                log.exception("a reconcile pass failed; the next one retries")
+            except Exception as error:
+                _failed("a reconcile pass failed; the next one retries", error)
 
     def announce_handoffs(self) -> None:
         if self.announcer is None or not self.config.schedules:
@@ -321,7 +335,7 @@ class JobRunner:
         def run() -> None:
             try:
                 job()
-            except Exception:
-                log.exception("scheduler job failed; reconcile will retry it")
+            except Exception as error:
+                _failed("scheduler job failed; reconcile will retry it", error)
 
         return run

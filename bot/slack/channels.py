@@ -11,6 +11,7 @@ of leaving a ghost and creating `-2`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -22,16 +23,18 @@ from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.config import FileConfig
-from bot.db import Database
+from bot.db import Database, describe, unavailable
 from bot.incidents import service
 from bot.incidents.models import Incident
 from bot.incidents.naming import channel_name
-from bot.locks import incident_lock
+from bot.locks import Held, incident_lock
 from bot.slack import blocks
 from bot.slack.text import plain
+from bot.strict import USER_ID
 
 log = logging.getLogger(__name__)
 MAX_NAME_ATTEMPTS = 20
+OPEN_ATTEMPTS = 3
 
 
 class SetupFailed(Exception):
@@ -73,19 +76,44 @@ class IncidentChannels:
     # -- setting up -------------------------------------------------------------------
 
     def open(self, incident_id: int, requester: str) -> Setup:
-        with incident_lock(self.db, incident_id):
+        """Run the setup steps still to do, under the incident's lock.
+
+        When the database fails under a step (or the lock is lost with its connection, see
+        `bot.locks`), the lock is taken again and the steps still to do are run again from
+        the incident's row, OPEN_ATTEMPTS times in all; then the error (`bot.db.unavailable`)
+        is raised and the leader's reconcile pass finishes the setup later."""
+        for attempt in range(1, OPEN_ATTEMPTS + 1):
+            try:
+                return self._open(incident_id, requester)
+            except Exception as error:
+                if attempt == OPEN_ATTEMPTS or not unavailable(error):
+                    raise
+                log.info(
+                    "incident %s: setup stopped, the database failed (%s); again (%d of %d)",
+                    incident_id,
+                    describe(error),
+                    attempt + 1,
+                    OPEN_ATTEMPTS,
+                )
+                time.sleep(0.2 * attempt)
+        raise AssertionError("OPEN_ATTEMPTS must be at least 1")
+
+    def _open(self, incident_id: int, requester: str) -> Setup:
+        with incident_lock(self.db, incident_id) as held:
             with self.db.session_scope() as session:
                 incident = service.get(session, incident_id)
                 declarer, reference = incident.declared_by, incident.reference
-            channel_id = self._ensure_channel(incident_id)
+            channel_id = self._ensure_channel(incident_id, held)
             self._step(
                 incident_id,
                 "invite",
                 lambda: self._invite(incident_id, channel_id, declarer, requester),
             )
             self._step(incident_id, "topic", lambda: self._initial_topic(incident_id, channel_id))
-            self._step(incident_id, "summary", lambda: self._post_summary(incident_id, channel_id))
-            self._step(incident_id, "announcement", lambda: self._announce(incident_id))
+            self._step(
+                incident_id, "summary", lambda: self._post_summary(incident_id, channel_id, held)
+            )
+            self._step(incident_id, "announcement", lambda: self._announce(incident_id, held))
             with self.db.session_scope() as session:
                 incident = service.get(session, incident_id, lock=True)
                 incident.set_up_at = incident.set_up_at or self.clock()
@@ -114,7 +142,7 @@ class IncidentChannels:
         )
         return SetupFailed(f"{what} failed ({reason})")
 
-    def _ensure_channel(self, incident_id: int) -> str:
+    def _ensure_channel(self, incident_id: int, held: Held) -> str:
         with self.db.session_scope() as session:
             incident = service.get(session, incident_id)
             if incident.channel_id:
@@ -136,6 +164,7 @@ class IncidentChannels:
         for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
             name = channel_name(prefix, number, plain(title), attempt)
             self._plan(incident_id, name)
+            held.check()
             try:
                 response = self.client.conversations_create(name=name, is_private=False)
             except SlackApiError as error:
@@ -183,8 +212,12 @@ class IncidentChannels:
     def _save_channel(
         self, incident_id: int, channel_id: str, name: str, *, adopted_channel: bool = False
     ) -> str:
-        with self.db.session_scope() as session:
+        """Record the channel; retried while the database fails (see `_recording`)."""
+
+        def save(session: Session) -> None:
             incident = service.get(session, incident_id, lock=True)
+            if incident.channel_id == channel_id:  # an unanswered COMMIT that did commit
+                return
             incident.channel_id, incident.channel_name = channel_id, name
             service.record(
                 session,
@@ -193,11 +226,14 @@ class IncidentChannels:
                 now=self.clock(),
                 data={"channel": channel_id, "name": name, "adopted": adopted_channel},
             )
+
+        self.db.retrying(save)
         return channel_id
 
     def _invite(self, incident_id: int, channel_id: str, *users: str) -> None:
-        """Invite `users` into the channel; each invitation is recorded once."""
-        for user in dict.fromkeys(users):
+        """Invite `users` into the channel; each invitation is recorded once. Ids that are
+        not Slack users (Firebreak itself declaring for an alert) are skipped."""
+        for user in dict.fromkeys(user for user in users if USER_ID.match(user)):
             invite = partial(self.client.conversations_invite, channel=channel_id, users=user)
             _allowing("already_in_channel", invite)
             self._record(
@@ -225,26 +261,18 @@ class IncidentChannels:
         self.client.conversations_setTopic(channel=channel_id, topic=text)
         return text
 
-    def _post_summary(self, incident_id: int, channel_id: str) -> None:
+    def _post_summary(self, incident_id: int, channel_id: str, held: Held) -> None:
         with self.db.session_scope() as session:
             incident = service.get(session, incident_id)
             summary_ts = incident.summary_ts
             summary = self._summary(session, incident)
         if summary_ts is None:
+            held.check()
             response = self.client.chat_postMessage(
                 channel=channel_id, text=summary.text, blocks=summary.blocks
             )
             summary_ts = str(response["ts"])
-            with self.db.session_scope() as session:
-                incident = service.get(session, incident_id, lock=True)
-                incident.summary_ts = summary_ts
-                service.record(
-                    session,
-                    incident,
-                    "summary_posted",
-                    now=self.clock(),
-                    data={"ts": summary_ts},
-                )
+            self._recording(incident_id, "summary_ts", summary_ts, "summary_posted", {})
         pinned = summary_ts
         _allowing(
             "already_pinned", lambda: self.client.pins_add(channel=channel_id, timestamp=pinned)
@@ -259,26 +287,38 @@ class IncidentChannels:
             blocks.summary_text(incident), blocks.summary(incident, roles, self.config.incidents)
         )
 
-    def _announce(self, incident_id: int) -> None:
+    def _announce(self, incident_id: int, held: Held) -> None:
         announce_channel = self.config.slack.announce_channel
         with self.db.session_scope() as session:
             incident = service.get(session, incident_id)
             if announce_channel is None or incident.announcement_ts is not None:
                 return
             text, body = blocks.summary_text(incident), blocks.announcement(incident)
+        held.check()
         ts = str(
             self.client.chat_postMessage(channel=announce_channel, text=text, blocks=body)["ts"]
         )
-        with self.db.session_scope() as session:
+        self._recording(
+            incident_id, "announcement_ts", ts, "announced", {"channel": announce_channel}
+        )
+
+    def _recording(
+        self, incident_id: int, column: str, ts: str, kind: str, data: dict[str, object]
+    ) -> None:
+        """Save the ts of a message just posted (the summary, the announcement) and its fact.
+
+        Retried while the database fails (`Database.retrying`): were the write lost with a
+        dropped connection, the next run of the setup would post the message again. A rerun
+        whose earlier COMMIT did commit finds the ts saved and writes nothing more."""
+
+        def save(session: Session) -> None:
             incident = service.get(session, incident_id, lock=True)
-            incident.announcement_ts = ts
-            service.record(
-                session,
-                incident,
-                "announced",
-                now=self.clock(),
-                data={"channel": announce_channel, "ts": ts},
-            )
+            if getattr(incident, column) is not None:
+                return
+            setattr(incident, column, ts)
+            service.record(session, incident, kind, now=self.clock(), data={**data, "ts": ts})
+
+        self.db.retrying(save)
 
     # -- keeping it current -----------------------------------------------------------
 
@@ -290,7 +330,7 @@ class IncidentChannels:
         failure is logged and written to the timeline, or, when `strict` (the outbox, which
         retries and records what finally failed), raised after trying the others.
         """
-        with incident_lock(self.db, incident_id):
+        with incident_lock(self.db, incident_id) as held:
             with self.db.session_scope() as session:
                 incident = service.get(session, incident_id)
                 channel_id = incident.channel_id
@@ -301,11 +341,14 @@ class IncidentChannels:
                 return
             failures: list[Exception] = []
             update = partial(self._try_update, incident_id, failures=failures if strict else None)
+            held.check()
             update("topic", lambda: self._set_topic(incident_id, channel_id))
             if summary_ts is not None:
+                held.check()
                 update("summary", lambda: self._update(channel_id, summary_ts, summary))
             announce_channel = self.config.slack.announce_channel
             if announcement_ts is not None and announce_channel is not None:
+                held.check()
                 update(
                     "announcement",
                     lambda: self._update(announce_channel, announcement_ts, announcement),

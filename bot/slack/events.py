@@ -8,7 +8,7 @@ from slack_bolt import App
 
 from bot.incidents import service
 from bot.incidents.service import MAX_NOTE
-from bot.slack import payloads
+from bot.slack import flows, payloads
 from bot.slack.context import ListenerContext
 from bot.slack.text import clean
 
@@ -26,7 +26,9 @@ def register(app: App, ctx: ListenerContext) -> None:
         channel = payloads.slack_id(event, "item.channel")
         ts = payloads.message_ts(event, "item.ts")
         user = payloads.slack_id(event, "user")
-        ctx.workers.submit(_copy_to_timeline, ctx, channel, ts, user)
+        ctx.workers.submit(
+            flows.guarded(lambda: _copy_to_timeline(ctx, channel, ts, user), reply=None)
+        )
 
     @app.event("message")
     @payloads.answered

@@ -17,7 +17,7 @@ from bot import db, outbox
 from bot.incidents import service
 from bot.incidents.models import Incident
 from bot.incidents.service import Change, IncidentError
-from bot.slack import blocks, grammar, payloads
+from bot.slack import alerts, blocks, grammar, payloads
 from bot.slack import timeline as timeline_text
 from bot.slack.channels import SetupFailed
 from bot.slack.context import ListenerContext
@@ -89,6 +89,8 @@ def in_channel(
             incident = service.find_by_channel(session, channel, lock=True)
             if incident is None:
                 answer = {"text": _not_an_incident_channel(session)}
+            elif isinstance(command, grammar.ShowAlerts):
+                answer = alerts.listing(session, incident.id, incident.reference)
             elif isinstance(command, grammar.ShowTimeline):
                 events = service.events(session, incident)
                 answer = {
@@ -116,8 +118,8 @@ def in_channel(
 
 
 QUEUED = (
-    "Done and recorded. Slack is not answering right now, so the channel post is queued; "
-    "it will go out as soon as Slack takes it. There is nothing to repeat."
+    "Done and recorded. The channel post is queued (Slack has not taken it yet, or posts "
+    "before it are still on their way); it will go out by itself. There is nothing to repeat."
 )
 
 
@@ -193,7 +195,7 @@ def acknowledge(
     return parsed
 
 
-def guarded(work: Callable[..., None], reply: Reply) -> Callable[..., None]:
+def guarded(work: Callable[..., None], reply: Reply | None) -> Callable[..., None]:
     """Run `work`; if anything unexpected breaks, log it and tell the requester.
 
     The database failing under the work (a terminated connection, a restart: see
@@ -201,6 +203,7 @@ def guarded(work: Callable[..., None], reply: Reply) -> Callable[..., None]:
     what became of the request, from what it had committed (`bot.db.watch_writes`): nothing
     (run it again), the change but not its follow-up (posts, DMs and channel setup wait in
     the database for the leader's reconcile), or unknown (the COMMIT went unanswered).
+    `reply` None: nobody is waiting for an answer (an event), so the failure is only logged.
     """
 
     def run(*args: Any, **kwargs: Any) -> None:
@@ -214,12 +217,14 @@ def guarded(work: Callable[..., None], reply: Reply) -> Callable[..., None]:
                         "a Slack request stopped at %s, the database failed (%s); told: %s",
                         db.where(error),
                         db.describe(error),
-                        said,
+                        said if reply is not None else "nobody (an event)",
                     )
                     text = f":warning: {said}"
                 else:
                     log.exception("handling a Slack request failed")
                     text = ":x: Something went wrong on Firebreak's side; it is logged. Try again."
+                if reply is None:
+                    return
                 try:
                     reply(text=text)
                 except Exception:

@@ -17,12 +17,14 @@ from datetime import datetime, timedelta
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bot import outbox
 from bot.clock import Clock
-from bot.db import Database
+from bot.db import Database, describe, unavailable, where
 from bot.incidents import service
 from bot.incidents.models import Incident
+from bot.slack import alerts
 from bot.slack.channels import IncidentChannels, SetupFailed, slack_error
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,9 @@ PERMANENT = frozenset(
 )
 GRACE = timedelta(seconds=2)  # a just-due item is being sent by its maker
 SETUP_RETRY = timedelta(seconds=30)  # how often reconcile retries an unfinished setup
+# A setup younger than this is left to whoever declared the incident: it is still running
+# (its steps are lock-guarded; this only keeps reconcile from waiting on the lock for nothing).
+SETUP_GRACE = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,8 @@ class SlackOutbox:
                 )
             elif item.kind == outbox.REFRESH and item.incident_id is not None:
                 self.channels.refresh(item.incident_id, strict=True)
+            elif item.kind == alerts.ALERTS:
+                alerts.send_summary(self.db, self.client, self.clock, int(item.body["group"]))
         except SlackApiError as failure:
             error = slack_error(failure)
             retryable = error not in PERMANENT
@@ -106,10 +113,19 @@ class SlackOutbox:
             retry_after = float(header) if header and str(header).isdigit() else None
         except OSError as failure:
             error = slack_error(failure)
+        except alerts.ChannelNotReady as failure:  # the setup is still running: retried
+            error = str(failure)
         except Exception as failure:  # a bug must not wedge the queue: retried, and logged
-            log.exception("outbox item %s failed", item.id)
-            error = f"{type(failure).__name__}: {failure}"
-        with self.db.session_scope() as session:
+            if unavailable(failure):  # a refresh reads the incident; the database failed
+                error = f"the database failed: {describe(failure)}"
+            else:
+                log.exception("outbox item %s failed", item.id)
+                error = f"{type(failure).__name__}: {failure}"
+
+        def record(session: Session) -> None:
+            row = session.get(outbox.OutboxItem, item.id, with_for_update=True)
+            if row is None or row.status != "sending":  # recorded by an earlier try
+                return
             again = outbox.finish(
                 session,
                 item.id,
@@ -131,6 +147,10 @@ class SlackOutbox:
                     now=self.clock(),
                     data={"step": what, "error": error},
                 )
+
+        # Retried while the database fails: were this lost with a dropped connection, the
+        # item would stay "sending" and be sent again once its lease ran out.
+        self.db.retrying(record)
         if error is not None:
             log.warning("outbox item %s (%s) not sent: %s", item.id, item.kind, error)
         return int(error is None)
@@ -140,21 +160,34 @@ class SlackOutbox:
     def reconcile(self) -> None:
         """Send what is due (past its maker's grace), and finish unfinished setups."""
         now = self.clock()
-        with self.db.session_scope() as session:
-            due = [item_id for item_id, at in outbox.due_times(session) if at <= now - GRACE]
-        if due:
-            self.deliver(due)
+        try:
+            with self.db.session_scope() as session:
+                due = [item_id for item_id, at in outbox.due_times(session) if at <= now - GRACE]
+            if due:
+                self.deliver(due)
+        except Exception as error:
+            if not unavailable(error):
+                raise
+            log.warning(
+                "sending the outbox stopped at %s, the database failed (%s); the next pass goes on",
+                where(error),
+                describe(error),
+            )
         self.finish_setups()
 
     def finish_setups(self) -> None:
         """Run the setup of every open incident that was left half done (a Slack outage, a
-        crash), at most every SETUP_RETRY per incident; `IncidentChannels.open` is
-        idempotent and takes the incident's lock, so it never doubles a step."""
+        crash, the database failing), past SETUP_GRACE after its declaration and at most
+        every SETUP_RETRY per incident while Slack fails it (at once again if it was the
+        database that failed); `IncidentChannels.open` is idempotent and takes the
+        incident's lock, so it never doubles a step."""
         now = self.clock()
         with self.db.session_scope() as session:
             unfinished = session.execute(
                 select(Incident.id, Incident.declared_by).where(
-                    Incident.set_up_at.is_(None), Incident.resolved_at.is_(None)
+                    Incident.set_up_at.is_(None),
+                    Incident.resolved_at.is_(None),
+                    Incident.declared_at <= now - SETUP_GRACE,
                 )
             ).all()
         with self._setup_lock:
@@ -173,3 +206,15 @@ class SlackOutbox:
                 self.channels.open(incident_id, declared_by)
             except SetupFailed as failed:
                 log.info("incident %s: setup still unfinished: %s", incident_id, failed)
+            except Exception as error:
+                if not unavailable(error):
+                    raise
+                with self._setup_lock:  # Slack was not the trouble: the next pass tries again
+                    self._setup_tries.pop(incident_id, None)
+                log.warning(
+                    "incident %s: setup stopped at %s, the database failed (%s); the next "
+                    "pass goes on",
+                    incident_id,
+                    where(error),
+                    describe(error),
+                )
