@@ -214,19 +214,36 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(
         url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args=connect_args
     )
-    event.listen(engine, "handle_error", _failed_ping_means_gone)
+    event.listen(engine, "handle_error", _gone_means_gone)
     return engine
 
 
-def _failed_ping_means_gone(context: ExceptionContext) -> None:
-    """A pooled connection whose ping fails in any way is replaced, never handed out.
+# Operator intervention that ends the session: admin shutdown (pg_terminate_backend), crash
+# shutdown, cannot connect now. (A cancelled statement, 57014, leaves the session usable.)
+_SESSION_ENDED = ("57P01", "57P02", "57P03")
 
-    SQLAlchemy's psycopg ping restores `autocommit` in a `finally`; when the socket closed
-    under the ping, that raises "can't change 'autocommit' now: connection in transaction
-    status ACTIVE", which SQLAlchemy takes for a bug and raises to the caller instead of
-    connecting afresh (seen with backends terminated every few hundred milliseconds)."""
+
+def _gone_means_gone(context: ExceptionContext) -> None:
+    """A connection that failed because it is gone is discarded, never used again.
+
+    - A pooled connection whose ping fails in any way is replaced, never handed out.
+      SQLAlchemy's psycopg ping restores `autocommit` in a `finally`; when the socket closed
+      under the ping, that raises "can't change 'autocommit' now: connection in transaction
+      status ACTIVE", which SQLAlchemy takes for a bug and raises to the caller instead of
+      connecting afresh (seen with backends terminated every few hundred milliseconds).
+    - A statement that failed because the session ended (terminated, the server shutting
+      down) or the socket broke (psycopg: "connection socket closed", no SQLSTATE) makes the
+      connection invalid. SQLAlchemy does not always see these as disconnects; then it tried
+      to ROLLBACK on the dead socket ("another command is already in progress") and its
+      pool logged that with a traceback.
+    """
+    error = context.original_exception
     if context.is_pre_ping:
         context.is_disconnect = True
+    elif isinstance(error, psycopg.OperationalError):
+        state = error.sqlstate
+        if state is None or state.startswith("08") or state in _SESSION_ENDED:
+            context.is_disconnect = True
 
 
 class Database:
