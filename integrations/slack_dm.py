@@ -22,6 +22,8 @@ from bot.slack.blocks import (
     ACTION_PAGE_ACK,
     ACTION_PAGE_ESCALATE,
     ACTION_PAGE_RESOLVE,
+    label_text,
+    links_text,
 )
 from bot.slack.blocks import plain_text as _plain
 from bot.slack.text import escape
@@ -135,14 +137,10 @@ def fallback_text(notification: Notification) -> str:
 def _alert_blocks(notification: Notification) -> list[Block]:
     """An alert's labels and links (source, runbook, dashboard), when the page has them."""
     blocks: list[Block] = []
-    labels = " · ".join(f"`{escape(name)}={escape(value)}`" for name, value in notification.labels)
+    labels = label_text(notification.labels)
     if labels:
         blocks.append({"type": "section", "text": _mrkdwn(f"*Labels* {labels}", MAX_SECTION)})
-    links = " · ".join(
-        f"<{escape(url)}|{escape(text)}>"
-        for text, url in notification.links
-        if url.startswith(("https://", "http://")) and "|" not in url and ">" not in url
-    )
+    links = links_text(notification.links)
     if links:
         blocks.append({"type": "context", "elements": [_mrkdwn(links, MAX_FIELD)]})
     return blocks

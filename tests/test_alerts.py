@@ -23,6 +23,7 @@ from werkzeug.test import Client
 from bot import timeline
 from bot.alerts.model import fingerprint_of
 from bot.alerts.records import AlertGroup, StoredAlert
+from bot.alerts.routing import AlertRoute
 from bot.app import Firebreak, build
 from bot.config import ConfigError, FileConfig, Settings
 from bot.incidents.models import Incident
@@ -139,6 +140,11 @@ def am_payload(*alerts: dict[str, Any], group: str = "checkout") -> dict[str, An
     }
 
 
+def use_routes(app: Firebreak, routes: list[AlertRoute]) -> None:
+    """Route the running app's alerts by `routes` instead of its configuration's."""
+    app.intake.policy = replace(app.intake.policy, routes=routes)
+
+
 def count(app: Firebreak, model: Any, *where: Any) -> int:
     with app.db.session_scope() as session:
         return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
@@ -237,11 +243,7 @@ def test_when_every_alert_resolves_the_page_resolves_and_a_new_firing_pages_agai
 def test_auto_resolve_resolves_the_incident_with_its_alerts(
     firebreak: Firebreak, monitoring: Monitoring, announce_channel: str
 ) -> None:
-    firebreak.intake.policy = type(firebreak.intake.policy)(
-        alert_config(announce_channel, auto_resolve=True).alert_routes,
-        firebreak.intake.policy.oncall,
-        firebreak.intake.policy.incidents,
-    )
+    use_routes(firebreak, alert_config(announce_channel, auto_resolve=True).alert_routes)
     monitoring.alertmanager(am_payload(am_alert("HighErrorRate")))
     monitoring.alertmanager(am_payload(am_alert("HighErrorRate", "resolved")))
     with firebreak.db.session_scope() as session:
@@ -320,9 +322,7 @@ def test_a_storm_pages_up_to_the_limit_then_sends_one_notice(
     firebreak: Firebreak, sandbox: SlackSandbox, monitoring: Monitoring, announce_channel: str
 ) -> None:
     config = alert_config(announce_channel, storm={"max_pages": 2, "per": "5m"})
-    firebreak.intake.policy = type(firebreak.intake.policy)(
-        config.alert_routes, firebreak.intake.policy.oncall, firebreak.intake.policy.incidents
-    )
+    use_routes(firebreak, config.alert_routes)
     for number in range(6):
         status, _ = monitoring.alertmanager(
             am_payload(am_alert("HighErrorRate", shard=str(number)), group=f"shard-{number}")
@@ -340,9 +340,7 @@ def test_an_alert_no_route_matches_is_stored_and_pages_nobody(
     firebreak: Firebreak, monitoring: Monitoring, announce_channel: str
 ) -> None:
     config = alert_config(announce_channel)
-    firebreak.intake.policy = type(firebreak.intake.policy)(
-        config.alert_routes[:1], firebreak.intake.policy.oncall, firebreak.intake.policy.incidents
-    )
+    use_routes(firebreak, config.alert_routes[:1])
     status, body = monitoring.alertmanager(
         am_payload(am_alert("Cpu", service="search", severity="info"), group="search")
     )

@@ -102,25 +102,22 @@ def ingest(session: Session, policy: Policy, batch: Batch, *, now: datetime) -> 
     if batch.action == "acknowledge":
         return _acknowledge(session, batch, now)
     result = Ingested()
-    firing = [alert for alert in batch.alerts if alert.status == FIRING]
-    group = _open_group(session, batch.source, batch.group_key, lock=True)
-    if group is None and not firing:
-        # Resolutions of a group we never saw open (or already closed): record them in a
+    group = _open_group(session, batch.source, batch.group_key)
+    if group is None:
+        # Resolutions of a group we never saw open (or already closed) are recorded in a
         # resolved group of their own, so nothing sent is lost, and page nobody.
-        group = _new_group(session, policy, batch, now, state=RESOLVED)
-        if group is None:  # a twin opened the group meanwhile
-            group = _open_group(session, batch.source, batch.group_key, lock=True)
-    elif group is None:
-        group = _new_group(session, policy, batch, now, state=OPEN)
-        if group is None:
-            group = _open_group(session, batch.source, batch.group_key, lock=True)
-        else:
+        firing = any(alert.status == FIRING for alert in batch.alerts)
+        matched = route_for(policy.routes, routing_labels(batch))
+        group = _new_group(session, batch, matched, now, state=OPEN if firing else RESOLVED)
+        if group is None:  # a twin request opened it first; its row is locked from here
+            group = _open_group(session, batch.source, batch.group_key)
+        elif group.state == OPEN:
             result.group_created = True
+            if matched is not None:
+                _page_and_declare(session, policy, batch, group, matched[1], now, result)
     assert group is not None, "a group that was just found open cannot vanish under its lock"
     result.group_id, result.route, result.incident_id = group.id, group.route, group.incident_id
     group.last_seen_at = now
-    if result.group_created and group.route is not None:
-        _page_and_declare(session, policy, batch, group, now, result)
     _store_all(session, group, batch, now, result)
     if group.state == OPEN and result.resolved and not _still_firing(session, group):
         _resolve_group(session, policy, batch, group, now, result)
@@ -130,13 +127,12 @@ def ingest(session: Session, policy: Policy, batch: Batch, *, now: datetime) -> 
 # -- groups -----------------------------------------------------------------------------
 
 
-def _open_group(session: Session, source: str, key: str, *, lock: bool) -> AlertGroup | None:
+def _open_group(session: Session, source: str, key: str) -> AlertGroup | None:
+    """The open group of this source and key, locked for the rest of the transaction."""
     query = select(AlertGroup).where(
         AlertGroup.source == source, AlertGroup.group_key == key, AlertGroup.state == OPEN
     )
-    if lock:
-        query = query.with_for_update()
-    return session.scalars(query).one_or_none()
+    return session.scalars(query.with_for_update()).one_or_none()
 
 
 def routing_labels(batch: Batch) -> dict[str, str]:
@@ -152,11 +148,14 @@ def routing_labels(batch: Batch) -> dict[str, str]:
 
 
 def _new_group(
-    session: Session, policy: Policy, batch: Batch, now: datetime, *, state: str
+    session: Session,
+    batch: Batch,
+    matched: tuple[int, AlertRoute] | None,
+    now: datetime,
+    *,
+    state: str,
 ) -> AlertGroup | None:
     """Insert the group; None when a twin request inserted the same open group first."""
-    labels = routing_labels(batch)
-    matched = route_for(policy.routes, labels)
     route = matched[1].label(matched[0]) if matched else None
     if matched is None and state == OPEN:
         log.warning(
@@ -196,14 +195,13 @@ def _page_and_declare(
     policy: Policy,
     batch: Batch,
     group: AlertGroup,
+    route: AlertRoute,
     now: datetime,
     result: Ingested,
 ) -> None:
     """A new routed group: open its incident (if the route says so) and page its service,
     unless the route is past its storm limit."""
-    route = _route_of(policy, group)
-    if route is None or group.service is None:
-        return
+    assert group.service is not None
     if _over_limit(session, group, route, now):
         group.suppressed = result.suppressed = True
         result.storm = _storm_notice(session, group, route, now)
@@ -492,7 +490,7 @@ def _acknowledge(session: Session, batch: Batch, now: datetime) -> Ingested:
     """PagerDuty `event_action: acknowledge`: as if the person pressed Acknowledge. An
     unknown or closed key is accepted and does nothing, as PagerDuty does."""
     result = Ingested()
-    group = _open_group(session, batch.source, batch.group_key, lock=True)
+    group = _open_group(session, batch.source, batch.group_key)
     if group is None:
         return result
     group.last_seen_at = now

@@ -27,6 +27,7 @@ from bot.db import Database
 from bot.incidents import service as incidents
 from bot.oncall.paging import Outcome
 from bot.slack import timeline as timeline_text
+from bot.slack.blocks import label_text, links_text
 from bot.slack.channels import IncidentChannels
 from bot.slack.text import escape
 
@@ -167,21 +168,13 @@ def alert_line(alert: StoredAlert) -> str:
     """One alert as mrkdwn: state, summary, labels, links; every value escaped."""
     emoji = _EMOJI.get(alert.status, "")
     repeats = f" (seen {alert.count} times)" if alert.count > 1 else ""
-    labels = " ".join(
-        f"`{escape(str(name))}={escape(str(value))}`"
-        for name, value in sorted(alert.labels.items())
-    )
-    links = " · ".join(
-        f"<{escape(str(link.get('url')))}|{escape(str(link.get('text')))}>"
+    labels = label_text((str(name), str(value)) for name, value in sorted(alert.labels.items()))
+    links = links_text(
+        (str(link.get("text", "link")), str(link.get("url", "")))
         for link in (alert.links or {}).get("links", [])
-        if _linkable(str(link.get("url", "")))
     )
     parts = [f"{emoji} *{alert.status}*{repeats} {escape(alert.summary)}", labels, links]
     return "\n".join(part for part in parts if part)[:3000]
-
-
-def _linkable(url: str) -> bool:
-    return url.startswith(("https://", "http://")) and not any(c in url for c in "|<> ")
 
 
 def listing(session: Session, incident_id: int, reference: str) -> dict[str, Any]:

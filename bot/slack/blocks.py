@@ -6,7 +6,7 @@ header, 250 a topic. Times are rendered with `<!date^...>` so each reader sees t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bot.incidents.config import RESOLVED, IncidentsSection
@@ -270,3 +270,18 @@ def note_modal(incident: Incident) -> Block:
             }
         ],
     }
+
+
+def label_text(labels: Iterable[tuple[str, str]]) -> str:
+    """An alert's labels as `name=value` code spans, every value escaped."""
+    return " ".join(f"`{escape(name)}={escape(value)}`" for name, value in labels)
+
+
+def links_text(links: Iterable[tuple[str, str]]) -> str:
+    """(text, url) pairs as Slack links, joined by " · ". A URL Slack could misread (not
+    http(s), or holding `|`, `<`, `>` or a space) is left out rather than mangled."""
+    return " · ".join(
+        f"<{escape(url)}|{escape(text)}>"
+        for text, url in links
+        if url.startswith(("https://", "http://")) and not any(c in url for c in "|<> ")
+    )

@@ -38,8 +38,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from bot import json_body
+
 MAX_SKEW = 5 * 60  # seconds between the request's timestamp and now, as bolt allows
-MAX_DEPTH = 64  # JSON nesting; Slack's deepest payloads (rich text in a modal) use ~15
 # ASCII digits only: int() also takes ' 1', '1_0' and the digits of other scripts.
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
@@ -158,15 +159,11 @@ def parse(raw: bytes, content_type: str | None) -> Accepted | Refused:
 
 def _json_object(text: str, what: str) -> dict[str, Any] | Refused:
     try:
-        value = json.loads(text)
-    except RecursionError:
-        return _bad(f"{what} is nested more than {MAX_DEPTH} levels deep.")
-    except ValueError as error:  # JSONDecodeError, or an integer of more than 4300 digits
-        return _bad(f"{what} is not valid JSON ({error}).")
+        value = json_body.load(text)
+    except json_body.NotJSON as refused:
+        return _bad(f"{what} {refused.problem}.")
     if not isinstance(value, dict):
         return _bad(f"{what} must be a JSON object, not {kind_of(value)}.")
-    if _depth(value) > MAX_DEPTH:
-        return _bad(f"{what} is nested more than {MAX_DEPTH} levels deep.")
     return value
 
 
@@ -301,21 +298,6 @@ def _ids(value: dict[str, Any], where: str) -> str | None:
                 return f"`{where}.authorizations[0]` cannot hold authorizations of its own."
             return _ids(first, f"{where}.authorizations[0]")
     return None
-
-
-def _depth(value: Any) -> int:
-    """How deeply `value` nests, without recursion (its depth is what is being measured)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        deepest = max(deepest, level)
-        if deepest > MAX_DEPTH:
-            return deepest
-        if isinstance(item, dict):
-            stack.extend((child, level + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, level + 1) for child in item)
-    return deepest
 
 
 def kind_of(value: Any) -> str:
