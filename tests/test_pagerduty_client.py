@@ -214,6 +214,9 @@ def test_a_chosen_dedup_key_comes_back_as_sent_and_pages_again_after_resolve(
 ) -> None:
     events = client(front)
     assert events.trigger("Disk full on db-1", "db-1", dedup_key="db-1/disk") == "db-1/disk"
+    # The DM goes out after the answer; a page resolved before it is sent is never sent, so
+    # wait for it (otherwise whether alice hears of the first page is a race).
+    wait_for(lambda: len(dms(sandbox, "U0ALICE")) == 1, "alice paged for the first")
     assert events.resolve("db-1/disk") == "db-1/disk"
     # Once resolved, the same key is a new problem: a new page.
     assert events.trigger("Disk full on db-1", "db-1", dedup_key="db-1/disk") == "db-1/disk"
