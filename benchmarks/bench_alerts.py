@@ -24,12 +24,22 @@ Alertmanager's HTTP client does. Bodies are encoded before the clock starts. It 
   (the sandbox stamps each Web API call it answers) minus the send time of the webhook that
   opened the group (the one whose answer names the new page): p50, p99. Target: p99 < 500 ms.
 
+Then, on the same server (the paced phase), the same storm shape on new groups, sent open
+loop on a fixed schedule at each `--paced-rate` (default 2,000 and 3,000 alerts/s, i.e. 20
+and 30 webhooks/s): webhook i is planned at start + i * batch / rate before anything is
+sent, each group's webhooks go from one thread (at most one in flight per group, as
+Alertmanager), and response time and alert to page are measured from the PLANNED send
+time, so a stall counts for every webhook it holds back (no coordinated omission). The
+closed-loop storm above saturates the server, so its latencies are queueing
+(mean = C / webhooks per second); the latency targets are judged on the paced storm at
+2,000 alerts/s, the throughput target on the saturated one.
+
 In the same run, a bare WSGI app on the same server (waitress, same thread count, in its
 own process) that reads the body, parses the JSON and answers 202 gets the same bodies from
 the same threads: Firebreak's rate is reported as a fraction of it.
 
     .venv/bin/python -m benchmarks.bench_alerts [--alerts 10000] [--batch 100] [--groups 50]
-        [--concurrency 8] [--runs 2] [--page-only]
+        [--concurrency 8] [--runs 2] [--page-only] [--paced-rate 3000 ...] [--no-paced]
         [--database-url sqlite] [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 `--database-url` may be repeated: `sqlite` (the default) is a fresh SQLite file in a
@@ -57,6 +67,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -90,6 +101,7 @@ from bot.jobs import RECONCILE_EVERY
 from bot.oncall.models import Page, PageNotification
 from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import Reply
+from bot.sandbox.state import Call
 
 KEY = "alerts"
 TITLE = "Alerts: an Alertmanager alert storm"
@@ -132,6 +144,7 @@ class Options:
     timeout: float = 120.0
     report: Path | None = REPORT_PATH
     profile: bool = False
+    paced_rates: tuple[float, ...] = (TARGET_RATE, 3000.0)  # alerts/s; () for none
 
     @property
     def webhooks(self) -> int:
@@ -183,20 +196,27 @@ def webhook_body(group: str, numbers: Iterable[int], starts: str) -> bytes:
     return json.dumps(payload).encode()
 
 
-def group_name(index: int) -> str:
-    return f"g{index:03d}"
+def group_name(index: int, prefix: str = "g") -> str:
+    return f"{prefix}{index:03d}"
 
 
-def storm_bodies(options: Options, starts: str) -> list[bytes]:
-    """Webhook i: group i mod groups, alerts i*batch .. i*batch+batch-1 (all distinct)."""
+def storm_bodies(options: Options, starts: str, prefix: str = "g") -> list[bytes]:
+    """Webhook i: group i mod groups, alerts i*batch .. i*batch+batch-1 (all distinct).
+
+    `prefix` names the groups (the `shard` label): each phase of a run storms groups of
+    its own, so its first `groups` webhooks open new groups and page."""
     return [
         webhook_body(
-            group_name(index % options.groups),
+            group_name(index % options.groups, prefix),
             range(index * options.batch, (index + 1) * options.batch),
             starts,
         )
         for index in range(options.webhooks)
     ]
+
+
+def paced_prefix(rate: float) -> str:
+    return f"r{rate:.0f}-g"
 
 
 def warmup_bodies(options: Options, starts: str) -> list[bytes]:
@@ -327,6 +347,99 @@ def status_summary(load: LoadRun) -> dict[str, int]:
 
 
 @dataclass
+class Paced:
+    """The storm sent on a fixed schedule (open loop) at `rate` alerts/s, on new groups."""
+
+    rate: float  # planned alerts/s
+    alerts: int
+    groups: int
+    outcomes: tuple[PacedOutcome, ...]
+    to_page: list[float]  # seconds from the opening webhook's planned send, per group
+    openers: int
+    page_dms: int
+    duplicate_dms: int
+    groups_without_dm: int
+    slack_calls: dict[str, int]
+    failed_calls: int
+    repeated_setups: int
+    drained_after_load: float
+    timed_out: bool
+    server_cpu_seconds: float
+    load_average: tuple[float, float, float]
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for o in self.outcomes if o.status != 200)
+
+    @property
+    def statuses(self) -> dict[str, int]:
+        counts = Counter(f"HTTP {o.status}" if o.status else o.error for o in self.outcomes)
+        return dict(sorted(counts.items()))
+
+    @property
+    def wall_seconds(self) -> float:
+        """From the first planned send to the last answer."""
+        return max(o.finished for o in self.outcomes) - min(o.planned for o in self.outcomes)
+
+    @property
+    def achieved(self) -> float:
+        return self.alerts / self.wall_seconds if self.wall_seconds > 0 else math.nan
+
+    @property
+    def response(self) -> tuple[float, float, float]:
+        """p50, p99, max ms from the planned send time."""
+        return ms_stats([o.latency for o in self.outcomes])
+
+    @property
+    def service(self) -> tuple[float, float, float]:
+        """p50, p99, max ms from the actual send time."""
+        return ms_stats([o.service for o in self.outcomes])
+
+    @property
+    def late(self) -> int:
+        """Webhooks sent 10 ms or more after their planned time (their group was busy, or
+        this process was slow to wake)."""
+        return sum(1 for o in self.outcomes if o.lag >= 0.010)
+
+    @property
+    def max_lag_ms(self) -> float:
+        return max((o.lag for o in self.outcomes), default=math.nan) * 1000
+
+    @property
+    def page(self) -> tuple[float, float, float]:
+        return ms_stats(self.to_page)
+
+    @property
+    def response_met(self) -> bool:
+        return self.response[1] < TARGET_P99_MS
+
+    @property
+    def page_met(self) -> bool:
+        return self.page[1] < TARGET_PAGE_P99_MS
+
+    @property
+    def inconsistent(self) -> bool:
+        return bool(
+            self.duplicate_dms
+            or self.groups_without_dm
+            or self.openers != self.groups
+            or self.timed_out
+        )
+
+    def missed(self) -> list[str]:
+        missed = []
+        if not self.response_met:
+            missed.append(f"response p99 >= {TARGET_P99_MS:.0f} ms")
+        if not self.page_met:
+            missed.append(f"alert-to-page p99 >= {TARGET_PAGE_P99_MS:.0f} ms")
+        if self.errors:
+            missed.append("non-200 answers")
+        if self.inconsistent:
+            missed.append("inconsistent")
+        return missed
+
+
+@dataclass
 class Run:
     """One measured storm against one database, and the bare endpoint just before it."""
 
@@ -361,6 +474,8 @@ class Run:
     server_exit_code: int | None
     server_problems: list[str]
     profile: str = ""  # top frames of the server during the storm (`--profile`)
+    paced: list[Paced] = field(default_factory=list)  # the paced phases after the storm
+    load_average: tuple[float, float, float] = (math.nan, math.nan, math.nan)
 
     @property
     def stats(self) -> LatencyStats:
@@ -388,20 +503,39 @@ class Run:
     def sqlite(self) -> bool:
         return self.backend == "SQLite"
 
-    def missed(self) -> list[str]:
-        """The targets this run missed, and anything inconsistent."""
+    @property
+    def at_target(self) -> Paced | None:
+        """The paced phase at the target rate, where the latency targets are judged."""
+        return next((p for p in self.paced if p.rate == TARGET_RATE), None)
+
+    def saturated_missed(self) -> list[str]:
+        """What the saturated storm missed: the throughput target (on SQLite), errors,
+        anything inconsistent. Its latencies are queueing at saturation (see `notes`) and
+        are reported, not judged."""
         missed = []
         if self.sqlite and not self.rate >= TARGET_RATE:
             missed.append(f"rate < {TARGET_RATE:,.0f}/s")
-        if not self.stats.p99_ms < TARGET_P99_MS:
-            missed.append(f"response p99 >= {TARGET_P99_MS:.0f} ms")
-        if not self.page_p99_ms < TARGET_PAGE_P99_MS:
-            missed.append(f"alert-to-page p99 >= {TARGET_PAGE_P99_MS:.0f} ms")
         if self.stats.errors:
             missed.append("non-200 answers")
         if self.inconsistent:
             missed.append("inconsistent")
         return missed
+
+    def missed(self) -> list[str]:
+        """The targets this run missed, and anything inconsistent: throughput from the
+        saturated storm, latencies from the paced storm at the target rate."""
+        missed = self.saturated_missed()
+        paced = self.at_target
+        if paced is None:
+            missed.append(f"latencies at {TARGET_RATE:,.0f} alerts/s not measured")
+        else:
+            missed += [f"at {TARGET_RATE:,.0f}/s: {m}" for m in paced.missed()]
+        return missed
+
+    def highest_passing(self) -> Paced | None:
+        """The highest paced rate whose response p99 met the target (without errors)."""
+        passing = [p for p in self.paced if p.response_met and not p.errors]
+        return max(passing, key=lambda p: p.rate, default=None)
 
     @property
     def inconsistent(self) -> bool:
@@ -442,27 +576,30 @@ class Result:
         return all(not run.missed() for run in self.runs)
 
     def table(self) -> str:
+        """The saturated storm: throughput (judged) and its latencies (at saturation)."""
         headers = [
             "database",
             "run",
+            "load avg",
             "alerts/s",
             "bare alerts/s",
             "vs bare",
-            "response p50 ms",
-            "response p99 ms",
-            "alert→page p50 ms",
-            "alert→page p99 ms",
-            "result",
+            "response p50 ms (saturated)",
+            "response p99 ms (saturated)",
+            "alert→page p50 ms (saturated)",
+            "alert→page p99 ms (saturated)",
+            "throughput result",
         ]
         rows = []
         for run in self.runs:
             stats = run.stats
             page_p50, page_p99, _ = ms_stats(run.to_page)
-            missed = run.missed()
+            missed = run.saturated_missed()
             rows.append(
                 [
                     run.backend,
                     run.number,
+                    f"{run.load_average[0]:.1f}",
                     fmt(run.rate, 0),
                     fmt(run.bare_rate, 0),
                     f"{run.rate / run.bare_rate:.1%}" if run.bare_rate > 0 else "n/a",
@@ -470,9 +607,56 @@ class Result:
                     fmt(stats.p99_ms),
                     fmt(page_p50),
                     fmt(page_p99),
-                    "PASS" if not missed else "**FAIL**: " + ", ".join(missed),
+                    ("PASS" if run.sqlite else "no target")
+                    if not missed
+                    else "**FAIL**: " + ", ".join(missed),
                 ]
             )
+        return markdown_table(headers, rows)
+
+    def paced_table(self) -> str:
+        """The paced storms: latencies at a fixed offered rate, judged at the target rate."""
+        headers = [
+            "database",
+            "run",
+            "load avg",
+            "offered alerts/s",
+            "achieved alerts/s",
+            "server CPU",
+            "response p50 ms",
+            "response p99 ms",
+            "response max ms",
+            "alert→page p50 ms",
+            "alert→page p99 ms",
+            "sent late (≥ 10 ms)",
+            "result",
+        ]
+        rows = []
+        for run in self.runs:
+            for paced in run.paced:
+                p50, p99, top = paced.response
+                page_p50, page_p99, _ = paced.page
+                missed = paced.missed()
+                verdict = "PASS" if not missed else "**FAIL**: " + ", ".join(missed)
+                if paced.rate != TARGET_RATE:
+                    verdict = "meets targets" if not missed else "misses: " + ", ".join(missed)
+                rows.append(
+                    [
+                        run.backend,
+                        run.number,
+                        f"{paced.load_average[0]:.1f}",
+                        f"{paced.rate:,.0f} ({paced.rate / self.options.batch:g} webhooks/s)",
+                        fmt(paced.achieved, 0),
+                        f"{paced.server_cpu_seconds / paced.wall_seconds:.0%} of a core",
+                        fmt(p50),
+                        fmt(p99),
+                        fmt(top),
+                        fmt(page_p50),
+                        fmt(page_p99),
+                        f"{paced.late} of {len(paced.outcomes)}",
+                        verdict,
+                    ]
+                )
         return markdown_table(headers, rows)
 
     def detail_table(self) -> str:
@@ -480,10 +664,18 @@ class Result:
         rows: list[list[object]] = []
         for run in self.runs:
             lines: list[tuple[str, Sequence[float]]] = [
-                ("bare endpoint: response", run.bare_stats.latencies),
-                ("Firebreak: webhook response", run.stats.latencies),
-                ("Firebreak: webhook sent → page DM at Slack", run.to_page),
+                ("saturated: bare endpoint: response", run.bare_stats.latencies),
+                ("saturated: Firebreak: webhook response", run.stats.latencies),
+                ("saturated: Firebreak: webhook sent → page DM at Slack", run.to_page),
             ]
+            for paced in run.paced:
+                at = f"paced {paced.rate:,.0f}/s"
+                lines += [
+                    (f"{at}: response from planned send", [o.latency for o in paced.outcomes]),
+                    (f"{at}: response from actual send", [o.service for o in paced.outcomes]),
+                    (f"{at}: sent after planned (lag)", [o.lag for o in paced.outcomes]),
+                    (f"{at}: planned send → page DM at Slack", paced.to_page),
+                ]
             for label, values in lines:
                 p50, p99, top = ms_stats(values)
                 rows.append(
@@ -493,64 +685,75 @@ class Result:
 
     def checks_table(self) -> str:
         o = self.options
-        groups = o.groups + (1 if o.warmup else 0)
-        alerts = o.alerts + o.warmup * o.batch
+        phases = 1 + len(o.paced_rates)
+        groups = o.groups * phases + (1 if o.warmup else 0)
+        alerts = o.alerts * phases + o.warmup * o.batch
         headers = ["check", *(f"{run.backend} #{run.number}" for run in self.runs)]
         checks: list[tuple[str, Callable[[Run], object]]] = [
-            ("webhooks: wall time to send all", lambda r: f"{r.stats.wall_seconds:.2f} s"),
             (
-                "webhooks answered (Firebreak · bare)",
+                "saturated: webhooks: wall time to send all",
+                lambda r: f"{r.stats.wall_seconds:.2f} s",
+            ),
+            (
+                "saturated: webhooks answered (Firebreak · bare)",
                 lambda r: (
                     ", ".join(f"{k}: {v}" for k, v in r.statuses.items())
                     + " · "
                     + ", ".join(f"{k}: {v}" for k, v in r.bare_statuses.items())
                 ),
             ),
-            (f"webhooks that opened a group (expected {o.groups})", lambda r: r.openers),
-            (f"alert rows (expected {alerts:,})", lambda r: f"{r.stored_alerts:,}"),
-            ("duplicate alert rows (group, fingerprint)", lambda r: r.duplicate_alert_rows),
-            (f"alert groups (expected {groups})", lambda r: r.groups),
-            ("groups held back by the storm limit", lambda r: r.suppressed_groups),
-            (f"pages (expected {groups})", lambda r: r.pages),
+            (f"saturated: webhooks that opened a group (expected {o.groups})", lambda r: r.openers),
             (
-                f"incidents (expected {groups if o.incident else 0})",
-                lambda r: r.incidents,
-            ),
-            (f"page notification rows (expected {groups})", lambda r: r.notifications),
-            (f"page DMs at Slack (expected {groups})", lambda r: r.page_dms),
-            ("duplicate page DMs", lambda r: r.duplicate_dms),
-            ("groups whose page DM never came", lambda r: r.groups_without_dm),
-            ("storm notices", lambda r: r.storm_notices),
-            (
-                f"incident channels with their alert summary (expected"
-                f" {groups if o.incident else 0})",
-                lambda r: r.summaries,
-            ),
-            (
-                "Slack Web API calls after the warm-up",
+                "saturated: Slack Web API calls after the warm-up",
                 lambda r: ", ".join(f"{m} {n}" for m, n in r.slack_calls.items()) or "none",
             ),
-            ("Slack calls answered `ok: false`", lambda r: r.failed_calls),
+            ("saturated: Slack calls answered `ok: false`", lambda r: r.failed_calls),
             (
-                "incident channels set up more than once (extra `setTopic` calls)",
+                "saturated: incident channels set up more than once (extra `setTopic` calls)",
                 lambda r: r.repeated_setups,
             ),
+            ("saturated: groups whose page DM never came", lambda r: r.groups_without_dm),
             (
-                "last Slack call, after the last webhook answer",
+                "saturated: last Slack call, after the last webhook answer",
                 lambda r: (
                     f"{r.drained_after_load:.2f} s" + (" (**timed out**)" if r.timed_out else "")
                 ),
             ),
             (
-                "server CPU during the storm",
+                "saturated: server CPU during the storm",
                 lambda r: (
                     f"{r.server_cpu_seconds:.2f} CPU-s"
                     f" ({r.server_cpu_seconds / r.stats.wall_seconds:.0%} of one core)"
                 ),
             ),
             (
-                "this process (senders, sandbox Slack) CPU",
+                "saturated: this process (senders, sandbox Slack) CPU",
                 lambda r: f"{r.client_cpu_seconds:.2f} CPU-s",
+            ),
+        ]
+        for rate in o.paced_rates:
+            checks += self._paced_checks(rate)
+        checks += [
+            (f"all phases: alert rows (expected {alerts:,})", lambda r: f"{r.stored_alerts:,}"),
+            (
+                "all phases: duplicate alert rows (group, fingerprint)",
+                lambda r: r.duplicate_alert_rows,
+            ),
+            (f"all phases: alert groups (expected {groups})", lambda r: r.groups),
+            ("all phases: groups held back by the storm limit", lambda r: r.suppressed_groups),
+            (f"all phases: pages (expected {groups})", lambda r: r.pages),
+            (
+                f"all phases: incidents (expected {groups if o.incident else 0})",
+                lambda r: r.incidents,
+            ),
+            (f"all phases: page notification rows (expected {groups})", lambda r: r.notifications),
+            (f"all phases: page DMs at Slack (expected {groups})", lambda r: r.page_dms),
+            ("all phases: duplicate page DMs", lambda r: r.duplicate_dms),
+            ("all phases: storm notices", lambda r: r.storm_notices),
+            (
+                f"all phases: incident channels with their alert summary (expected"
+                f" {groups if o.incident else 0})",
+                lambda r: r.summaries,
             ),
             ("server exit code after SIGTERM", lambda r: r.server_exit_code),
             ("server log warnings/errors", lambda r: len(r.server_problems) or "none"),
@@ -558,29 +761,134 @@ class Result:
         rows = [[label, *(get(run) for run in self.runs)] for label, get in checks]
         return markdown_table(headers, rows)
 
+    def _paced_checks(self, rate: float) -> list[tuple[str, Callable[[Run], object]]]:
+        o = self.options
+        at = f"paced {rate:,.0f}/s"
+
+        def of(get: Callable[[Paced], object]) -> Callable[[Run], object]:
+            def value(run: Run) -> object:
+                paced = next((p for p in run.paced if p.rate == rate), None)
+                return "n/a" if paced is None else get(paced)
+
+            return value
+
+        return [
+            (
+                f"{at}: from first planned send to last answer",
+                of(
+                    lambda p: (
+                        f"{p.wall_seconds:.2f} s (planned {o.webhooks / (rate / o.batch):.2f} s)"
+                    )
+                ),
+            ),
+            (
+                f"{at}: webhooks answered",
+                of(lambda p: ", ".join(f"{k}: {v}" for k, v in p.statuses.items())),
+            ),
+            (
+                f"{at}: sent after their planned time (max lag)",
+                of(lambda p: f"{p.late} ({fmt(p.max_lag_ms)} ms)"),
+            ),
+            (f"{at}: webhooks that opened a group (expected {o.groups})", of(lambda p: p.openers)),
+            (f"{at}: page DMs at Slack (expected {o.groups})", of(lambda p: p.page_dms)),
+            (f"{at}: duplicate page DMs", of(lambda p: p.duplicate_dms)),
+            (f"{at}: groups whose page DM never came", of(lambda p: p.groups_without_dm)),
+            (
+                f"{at}: Slack Web API calls",
+                of(lambda p: ", ".join(f"{m} {n}" for m, n in p.slack_calls.items()) or "none"),
+            ),
+            (f"{at}: Slack calls answered `ok: false`", of(lambda p: p.failed_calls)),
+            (
+                f"{at}: incident channels set up more than once (extra `setTopic` calls)",
+                of(lambda p: p.repeated_setups),
+            ),
+            (
+                f"{at}: last Slack call, after the last webhook answer",
+                of(
+                    lambda p: (
+                        f"{p.drained_after_load:.2f} s"
+                        + (" (**timed out**)" if p.timed_out else "")
+                    )
+                ),
+            ),
+            (
+                f"{at}: server CPU while sending",
+                of(
+                    lambda p: (
+                        f"{p.server_cpu_seconds:.2f} CPU-s"
+                        f" ({p.server_cpu_seconds / p.wall_seconds:.0%} of one core)"
+                    )
+                ),
+            ),
+        ]
+
     def verdict(self) -> str:
+        """PASS/FAIL per target: throughput from the saturated storm, latencies from the
+        paced storm at the target rate; the latencies at saturation for reference."""
+
+        def judged(ok: bool) -> str:
+            return "PASS" if ok else "**FAIL**"
+
+        at = f"{TARGET_RATE:,.0f} alerts/s"
         lines = []
         for backend in dict.fromkeys(run.backend for run in self.runs):
             runs = [run for run in self.runs if run.backend == backend]
             rates = ", ".join(fmt(run.rate, 0) for run in runs)
-            p99s = ", ".join(fmt(run.stats.p99_ms) for run in runs)
-            pages = ", ".join(fmt(run.page_p99_ms) for run in runs)
-            rate_target = (
-                f" (target ≥ {TARGET_RATE:,.0f}: "
-                + ("met" if all(r.rate >= TARGET_RATE for r in runs) else "**missed**")
-                + ")"
-                if backend == "SQLite"
-                else " (no rate target off SQLite)"
+            if backend == "SQLite":
+                rate_verdict = judged(all(r.rate >= TARGET_RATE for r in runs))
+                throughput = f"target ≥ {TARGET_RATE:,.0f} on SQLite: {rate_verdict}"
+            else:
+                throughput = "no rate target off SQLite"
+            paced = [r.at_target for r in runs]
+            measured = [p for p in paced if p is not None]
+            complete = len(measured) == len(runs)
+            p99s = ", ".join(fmt(p.response[1]) if p else "not measured" for p in paced)
+            pages = ", ".join(fmt(p.page[1]) if p else "not measured" for p in paced)
+            response_ok = complete and all(p.response_met and not p.errors for p in measured)
+            page_ok = complete and all(p.page_met for p in measured)
+            highest = ", ".join(
+                f"#{r.number}: "
+                + (f"{h.rate:,.0f} alerts/s" if (h := r.highest_passing()) else "none")
+                for r in runs
             )
-            p99_met = all(r.stats.p99_ms < TARGET_P99_MS for r in runs)
-            page_met = all(r.page_p99_ms < TARGET_PAGE_P99_MS for r in runs)
-            lines.append(
-                f"- {backend}: {rates} alerts/s{rate_target}; response p99 {p99s} ms"
-                f" (target < {TARGET_P99_MS:.0f}: {'met' if p99_met else '**missed**'});"
-                f" alert→page p99 {pages} ms (target < {TARGET_PAGE_P99_MS:.0f}:"
-                f" {'met' if page_met else '**missed**'})."
-            )
+            tried = ", ".join(f"{rate:,.0f}" for rate in self.options.paced_rates)
+            lines += [
+                f"- {backend}:",
+                f"  - Throughput (saturated storm): {rates} alerts/s; {throughput}.",
+                f"  - Webhook response p99 at {at} (paced, from the planned send): {p99s} ms;"
+                f" target < {TARGET_P99_MS:.0f} ms: {judged(response_ok)}.",
+                f"  - Alert→page p99 at {at} (paced, from the planned send): {pages} ms;"
+                f" target < {TARGET_PAGE_P99_MS:.0f} ms: {judged(page_ok)}.",
+                f"  - Highest paced rate tried ({tried} alerts/s) with response p99"
+                f" < {TARGET_P99_MS:.0f} ms: {highest}.",
+                f"  - At saturation (8 closed-loop senders; queueing, not a target condition):"
+                f" response p99 {', '.join(fmt(r.stats.p99_ms) for r in runs)} ms, alert→page"
+                f" p99 {', '.join(fmt(r.page_p99_ms) for r in runs)} ms.",
+            ]
         return "\n".join(lines)
+
+    def load_note(self) -> str:
+        """The machine's load while the runs ran (other sessions share its CPUs)."""
+        loads = [run.load_average[0] for run in self.runs] + [
+            paced.load_average[0] for run in self.runs for paced in run.paced
+        ]
+        loads = [load for load in loads if not math.isnan(load)]
+        if not loads:
+            return "Machine load: not recorded."
+        cpus = self.facts.cpus
+        busy = max(loads) > cpus
+        return (
+            f"Machine load: 1-minute load average {min(loads):.1f}-{max(loads):.1f} at the start"
+            f" of the phases (the `load avg` columns) on {cpus} CPUs"
+            + (
+                "; **the machine was shared** (other sessions' test suites and benchmarks ran"
+                " at the same time), so the server got only part of a core and every number"
+                " here is pessimistic and noisy."
+                if busy
+                else "."
+            )
+            + " The load generator and the sandbox Slack run on the same machine as the server."
+        )
 
     def section(self) -> Section:
         o = self.options
@@ -636,14 +944,39 @@ Code: {self.code}
   Alert→page = per group, the sandbox Slack's timestamp of the first successful
   `chat.postMessage` carrying its page (`Page: P-<id>`, the id the opening webhook's answer
   named) minus that webhook's send time (both `time.time()` on this machine).
-- {o.runs} runs, each on a fresh server and database, to show the spread. The load
-  generator and the sandbox Slack run on the same {self.facts.cpus}-CPU machine as the
-  server and compete with it for CPU.
+- Two phases per run, on the same server and database, each storming groups of its own
+  (new `shard` labels: every phase opens {o.groups} new groups, pages and incidents):
+  1. **Saturated** (closed loop, the throughput measurement): the storm above from
+     {o.concurrency} senders that send again as soon as they are answered, so the server is
+     always busy. It gives alerts/s and the ratio to the bare endpoint; its latencies are
+     queueing at saturation (mean response = {o.concurrency} / webhooks answered per
+     second, Little's law) and are reported, not judged.
+  2. **Paced** (open loop, the latency measurement), after the saturated storm's Slack work
+     went quiet: the same storm shape ({o.alerts:,} alerts, {o.webhooks} webhooks of
+     {o.batch}, {o.groups} groups) sent on a fixed schedule at
+     {", ".join(f"{rate:,.0f}" for rate in o.paced_rates)} alerts/s (webhook i planned at
+     start + i * {o.batch} / rate, all send times planned before the first send), one thread
+     per group so that a group has at most one webhook in flight, as Alertmanager sends a
+     group's notifications; a webhook whose group is still busy goes late. **Response time
+     and alert→page are measured from the planned send time**, so a stall counts for every
+     webhook it delays (no coordinated omission). The latency targets are judged at
+     {TARGET_RATE:,.0f} alerts/s ({TARGET_RATE / o.batch:g} webhooks/s); the higher rate
+     shows the headroom.
+- {o.runs} runs, each on a fresh server and database, to show the spread.
+
+{self.load_note()}
+
+Saturated storm (throughput; latencies at saturation):
 
 {self.table()}
 
-Targets: {TARGET_RATE:,.0f} alerts/s on SQLite, webhook response p99 < {TARGET_P99_MS:.0f} ms,
-alert→page p99 < {TARGET_PAGE_P99_MS:.0f} ms.
+Paced storm (latency at a fixed offered rate; from the planned send time):
+
+{self.paced_table()}
+
+Targets: {TARGET_RATE:,.0f} alerts/s on SQLite (saturated storm), webhook response p99
+< {TARGET_P99_MS:.0f} ms and alert→page p99 < {TARGET_PAGE_P99_MS:.0f} ms (paced storm at
+{TARGET_RATE:,.0f} alerts/s).
 
 {self.verdict()}
 
@@ -669,19 +1002,54 @@ Server log problems: {problem_text}
             f"{run.backend} #{run.number}: {run.server_cpu_seconds / run.alerts * 1000:.2f} ms"
             for run in self.runs
         )
-        sqlite = [run for run in self.runs if run.sqlite]
-        tail = ""
-        if sqlite:
-            p50s = ", ".join(fmt(run.stats.p50_ms) for run in sqlite)
-            p99s = ", ".join(fmt(run.stats.p99_ms) for run in sqlite)
-            tail = f"""
-- SQLite's tail (response p50 {p50s} ms, p99 {p99s} ms): writers waiting in `BEGIN
-  IMMEDIATE` are not queued; SQLite's busy handler sleeps and retries, so newer
-  transactions overtake an older one and a few webhooks wait many seconds. On PostgreSQL
-  p50 and p99 are close: each webhook's ~300 statements are ~300 round trips to the server
-  (psycopg's `Connection.wait` was about half of the busy-thread samples under `--profile`),
-  and the {self.options.concurrency} requests in flight share one interpreter for the rest."""
-        setups = sum(run.repeated_setups for run in self.runs)
+        rates = ", ".join(
+            f"{run.backend} #{run.number}: {run.stats.requests / run.stats.wall_seconds:.0f}/s"
+            for run in self.runs
+        )
+        floor = ", ".join(
+            f"{run.backend} #{run.number}:"
+            f" {self.options.concurrency * run.stats.wall_seconds / run.stats.requests * 1000:.0f} ms"
+            for run in self.runs
+        )
+        paced = "; ".join(
+            f"{run.backend} #{run.number}: offered {TARGET_RATE / run.rate:.0%} of its"
+            f" saturated rate, server CPU {p.server_cpu_seconds / p.wall_seconds:.0%} of a core,"
+            f" response p50/p99 {fmt(p.response[0])}/{fmt(p.response[1])} ms from the planned"
+            f" send ({fmt(p.service[0])}/{fmt(p.service[1])} ms from the actual send)"
+            for run in self.runs
+            if (p := run.at_target) is not None
+        )
+        near = ", ".join(
+            f"{run.backend} #{run.number}" for run in self.runs if TARGET_RATE / run.rate >= 0.8
+        )
+        tail = f"""
+- Why the latencies of the saturated storm are long, and why they are not the targets'
+  measure: its {self.options.concurrency} senders send their next webhook as soon as the
+  last is answered (a closed loop), so the server is always saturated and, by Little's law,
+  the mean response time is {self.options.concurrency} / (webhooks answered per second).
+  Webhooks per second: {rates}; so the mean cannot be below {floor}, however fast each
+  webhook is handled. (A p99 under 100 ms at that concurrency would need more than
+  {self.options.concurrency / 0.1:.0f} webhooks of {self.options.batch} per second, about
+  {self.options.concurrency / 0.1 * self.options.batch:,.0f} alerts/s.) That is the tail a
+  sender sees only when it offers more than the server can take. At the load the issue names
+  ({TARGET_RATE:,.0f} alerts/s, {TARGET_RATE / self.options.batch:g} webhooks/s) the paced
+  storm measures it: {paced or "not run (`--no-paced`)"}. Queueing grows steeply as the
+  offered rate nears the saturated rate (the server's capacity on this machine at that
+  moment): where {TARGET_RATE:,.0f} alerts/s is 80% of it or more ({near or "none here"})
+  the paced tail is mostly queueing too, and at higher offered rates a group can still be
+  busy when its next webhook is due (the "sent late" column) and the Slack work trails the
+  last answer by seconds (the checks).
+- On PostgreSQL a batch's INSERTs were ~45 KB multi-row statements that psycopg parsed in
+  Python on every execution (`_split_query`, `_query2pg_nocache`: the top GIL frames
+  under `--profile`); they are now one constant `json_to_recordset` statement each
+  (`bot/alerts/bulk.py`), which cut ingest's Python CPU per 100-alert batch from ~14-18 ms
+  to ~5-7 ms in process. Interleaved runs before/after at the same load showed no change
+  in the saturated rate (~2,400 alerts/s either way): the server's one interpreter is
+  still busy at ~90% of a core with the rest of a webhook (parsing, the ORM, the Slack
+  setup and posts that trail the answers)."""
+        setups = sum(run.repeated_setups for run in self.runs) + sum(
+            paced.repeated_setups for run in self.runs for paced in run.paced
+        )
         duplicates = sum(run.duplicate_dms for run in self.runs)
         side = ""
         if duplicates:
@@ -694,29 +1062,46 @@ Server log problems: {problem_text}
   pages DMed at 1.3 s and 1.8 s, and again at 14.7 s and 14.5 s)."""
         if setups:
             side += f"""
-- Repeated incident channel set-ups ({setups} in these runs): the leader's reconcile pass
-  sets up again any incident whose `set_up_at` is not written yet while the worker pool's
-  own set-up of it is still queued or waiting for the lock (a second
-  `conversations.setTopic`, and `pins.add` answered `already_pinned`)."""
+- Repeated incident channel set-ups ({setups} in these runs, see the checks): a second
+  `conversations.setTopic` on a channel. The race between the declaring worker's setup and
+  the reconcile pass is closed (`set_up_at` is checked under the incident's lock), so
+  these have another cause, still to find."""
         return f"""\
-What dominates:
+What changed in this revision: the paced (open-loop) phase was added, so that the latency
+targets are measured at the target rate and not only at saturation (the saturated phase is
+unchanged); and an incident's channel setup now decides under the incident's lock whether
+anything is left to do (`bot/slack/channels.py`), so the leader's reconcile pass, which picks
+unfinished setups before taking the lock, no longer repeats a setup that the declaring
+worker finished while it waited (runs under load saw 9-20 channels set up twice, each
+repeat's `pins.add` answered `already_pinned`; `tests/test_setup_race.py`).
 
-- Ingest works one alert at a time. For each alert of a webhook,
-  `bot/alerts/ingest.py:_store` runs `_firing_row` (a SELECT for the alert's firing row),
-  then adds the new row and calls `session.flush()` (an INSERT), and `_fact` calls
-  `bot/timeline.py:record` (another INSERT): some 300 ORM statements per webhook of 100
-  alerts, all inside the one transaction that holds SQLite's write lock (`BEGIN IMMEDIATE`)
-  or, on PostgreSQL, the group's row lock. Server CPU per alert: {per_alert}. At 2,000
-  alerts/s one CPython core has 0.5 ms per alert for everything (HTTP, JSON, parsing,
-  ingest, Slack), and more HTTP threads do not add cores (the GIL), so the per-alert
-  work itself has to shrink.{tail}
-- Alert→page = the opening webhook's own response time, then the wait on the 8-thread
-  worker pool: `bot/intake.py:AlertIntake._after_commit` sends the page, then sets up the
-  new incident's channel (`IncidentChannels.open`: create, topic, pin, post) and delivers
-  the channel posts, so the pages of later groups queue behind earlier groups' channel
-  set-ups and the summary edits of the joining webhooks, and all of them compete with the
-  ingest for the interpreter (and, on SQLite, the write lock). `--page-only` measures the
-  same storm without the incidents.{side}
+Earlier (this section's earlier runs: SQLite 2,302-2,495 alerts/s, response p99
+2.6-3.0 s, alert→page p99 2.6-3.0 s; PostgreSQL 1,531-1,703 alerts/s, p99 0.87-0.97 s,
+1.2-1.3 s), from profiles of the request path (cProfile, in process) and of the served storm
+(`--profile`):
+
+- The new alerts of a webhook are one multi-row INSERT returning their ids, and their
+  `alert_fired` timeline facts one more (`bot/alerts/ingest.py:_insert_alerts`,
+  `_record_facts`, Core statements on the mapped tables), instead of an ORM object per alert
+  and per fact: function calls per webhook fell from ~93,000 to ~36,000.
+- The parsers check plain ASCII values in one step and build a field's path (for its error
+  message) only when it is wrong; links are cached (`integrations/_fields.py`); the JSON
+  depth check walks containers only (`bot/webhooks.py:_depth`). In process, a joining
+  webhook's request (parse, ingest, commit) went from ~19 ms to ~11 ms.
+- SQLite writers of the process queue in order (`bot/db.py:WriteQueue`) instead of in
+  SQLite's busy handler, which sleeps and retries so that newer transactions overtook older
+  ones (the 2-3 s tail); page notifications go first (`urgent_writes`), the Slack work after
+  a webhook lets waiting webhooks go first for up to 1 s (`background_writes`).
+- A group's summary item still queued is reused instead of queuing another
+  (`bot/slack/alerts.py:_summary_waiting`), and the summary reads 20 alerts and two counts
+  instead of every alert of the group.
+
+What dominates now:
+
+- Server CPU per alert: {per_alert}.{tail}
+- Alert→page = the opening webhook's own response time, then the page's own pool
+  (`WorkerPool.submit_page`): claim the notification (first in SQLite's queue), the DM,
+  record it sent, sharing the interpreter with the ingest and the channel setups.{side}
 """
 
 
@@ -855,6 +1240,138 @@ def settle(sandbox: SlackSandbox, *, quiet: float, timeout: float) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class PacedOutcome:
+    """One webhook of a paced storm; times are `time.perf_counter()`."""
+
+    index: int
+    planned: float  # when the schedule said to send it
+    started: float  # when it was sent (later than planned if its group was still busy)
+    finished: float  # the complete answer
+    status: int  # 0: no HTTP response (see `error`)
+    error: str = ""
+
+    @property
+    def latency(self) -> float:
+        """From the planned send time: what a sender on this schedule waits."""
+        return self.finished - self.planned
+
+    @property
+    def service(self) -> float:
+        return self.finished - self.started
+
+    @property
+    def lag(self) -> float:
+        return self.started - self.planned
+
+
+LEAD = 0.5  # seconds between planning the schedule and its first send (threads get ready)
+
+
+def run_paced(sender: Sender, *, groups: int, interval: float) -> tuple[list[PacedOutcome], float]:
+    """Send webhook i at `start + i * interval` (planned before the first send), open loop:
+    no webhook waits for another's answer, except that a group has at most one webhook in
+    flight (one thread per group, as Alertmanager sends a group's notifications one after
+    the other), so one whose group is still busy goes when the group's previous webhook is
+    answered, late, and its lateness counts in its latency (measured from the planned time:
+    a stall cannot hide by holding back the sends behind it). Returns the outcomes by index
+    and the perf_counter/time.time offset."""
+    count = len(sender.bodies)
+    start = time.perf_counter() + LEAD
+    wall_offset = time.time() - time.perf_counter()
+    planned = [start + index * interval for index in range(count)]
+    outcomes: list[PacedOutcome | None] = [None] * count
+
+    def group(first: int) -> None:
+        for index in range(first, count, groups):
+            wait = planned[index] - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            started = time.perf_counter()
+            try:
+                status, error = sender(index).status, ""
+            except Exception as exc:  # a refused or dropped connection is a result too
+                status, error = 0, type(exc).__name__
+            outcomes[index] = PacedOutcome(
+                index, planned[index], started, time.perf_counter(), status, error
+            )
+
+    with ThreadPoolExecutor(max_workers=groups, thread_name_prefix="paced") as pool:
+        for future in [pool.submit(group, first) for first in range(min(groups, count))]:
+            future.result()
+    done = [outcome for outcome in outcomes if outcome is not None]
+    assert len(done) == count
+    return done, wall_offset
+
+
+def measure_paced(
+    options: Options,
+    sandbox: SlackSandbox,
+    server: FirebreakServer,
+    url: str,
+    token: str,
+    starts: str,
+    rate: float,
+) -> Paced:
+    """The storm again, on new groups, sent on a fixed schedule at `rate` alerts/s."""
+    bodies = storm_bodies(options, starts, paced_prefix(rate))
+    sender = Sender(url, bodies, token)
+    calls_before = len(sandbox.calls)
+    load_average = os.getloadavg()
+    cpu_before = server.cpu_seconds()
+    outcomes, wall_offset = run_paced(sender, groups=options.groups, interval=options.batch / rate)
+    server_cpu = server.cpu_seconds() - cpu_before
+    openers: dict[int, float] = {}  # page id -> wall time its webhook was planned
+    for outcome in outcomes:
+        with contextlib.suppress(ValueError):
+            page = json.loads(sender.answers[outcome.index] or "{}").get("page")
+            if isinstance(page, int):
+                openers[page] = outcome.planned + wall_offset
+    timed_out = False
+    try:
+        wait_until(
+            lambda: set(openers) <= set(page_dm_times(sandbox)),
+            timeout=options.timeout,
+            interval=0.1,
+            what="page DMs",
+        )
+    except TimeoutError as error:
+        print(f"  {error}", flush=True)
+        timed_out = True
+    if not settle(sandbox, quiet=SETTLE_QUIET, timeout=options.timeout):
+        timed_out = True
+    calls = sandbox.calls[calls_before:]
+    dms = page_dm_times(sandbox)
+    last_answer = max(o.finished for o in outcomes) + wall_offset
+    return Paced(
+        rate=rate,
+        alerts=options.alerts,
+        groups=options.groups,
+        outcomes=tuple(outcomes),
+        to_page=[min(dms[page]) - planned for page, planned in openers.items() if page in dms],
+        openers=len(openers),
+        page_dms=sum(len(dms.get(page, ())) for page in openers),
+        duplicate_dms=sum(max(0, len(dms.get(page, ())) - 1) for page in openers),
+        groups_without_dm=sum(1 for page in openers if page not in dms)
+        + max(0, options.groups - len(openers)),
+        slack_calls=dict(sorted(Counter(call.method for call in calls).items())),
+        failed_calls=sum(1 for call in calls if not call.response.get("ok")),
+        repeated_setups=repeated_setups(calls),
+        drained_after_load=max((call.at for call in calls), default=math.nan) - last_answer,
+        timed_out=timed_out,
+        server_cpu_seconds=server_cpu,
+        load_average=load_average,
+    )
+
+
+def repeated_setups(calls: Iterable[Call]) -> int:
+    """`conversations.setTopic` calls beyond one per channel."""
+    topics = Counter(
+        call.params.get("channel") for call in calls if call.method == "conversations.setTopic"
+    )
+    return sum(n - 1 for n in topics.values())
+
+
 def run_one(options: Options, spec: str, number: int, *, profiled: bool = False) -> Run:
     alert_token = secrets.token_hex(16)
     starts = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -921,6 +1438,7 @@ def run_one(options: Options, spec: str, number: int, *, profiled: bool = False)
                     if profiled
                     else []
                 )
+                load_average = os.getloadavg()
                 cpu_before, client_before = server.cpu_seconds(), time.process_time()
                 wall_offset = time.time() - time.perf_counter()
                 load = run_load(sender, len(bodies), options.concurrency)
@@ -951,6 +1469,17 @@ def run_one(options: Options, spec: str, number: int, *, profiled: bool = False)
                     profile_tables(profiler.stop(), gil=profiler is profilers[0])
                     for profiler in profilers
                 )
+                paced = []
+                for rate in () if profiled else options.paced_rates:
+                    print(
+                        f"[run {number}] [{backend}] paced: {len(bodies)} webhooks x"
+                        f" {options.batch} alerts at {rate:,.0f} alerts/s"
+                        f" ({rate / options.batch:g} webhooks/s) ...",
+                        flush=True,
+                    )
+                    paced.append(
+                        measure_paced(options, sandbox, server, url, alert_token, starts, rate)
+                    )
             counts = count_rows(database_url)
         dms = page_dm_times(sandbox)
         summaries = sum(
@@ -984,14 +1513,7 @@ def run_one(options: Options, spec: str, number: int, *, profiled: bool = False)
         duplicate_alert_rows=counts["duplicate_alerts"],
         slack_calls=dict(sorted(Counter(call.method for call in calls).items())),
         failed_calls=sum(1 for call in calls if not call.response.get("ok")),
-        repeated_setups=sum(
-            n - 1
-            for n in Counter(
-                call.params.get("channel")
-                for call in calls
-                if call.method == "conversations.setTopic"
-            ).values()
-        ),
+        repeated_setups=repeated_setups(calls),
         drained_after_load=last_call - (load.finished + wall_offset),
         timed_out=timed_out,
         server_cpu_seconds=server_cpu,
@@ -1000,6 +1522,8 @@ def run_one(options: Options, spec: str, number: int, *, profiled: bool = False)
         server_problems=server.log_problems(),
         summaries=summaries,
         profile=profile,
+        paced=paced,
+        load_average=load_average,
     )
 
 
@@ -1161,6 +1685,10 @@ def report(result: Result) -> None:
     print(f"{TITLE}  ({o.alerts:,} alerts, {o.webhooks} webhooks of {o.batch}, {o.groups} groups)")
     print(result.table())
     print()
+    print(result.paced_table())
+    print()
+    print(result.load_note())
+    print()
     print(result.verdict())
     print()
     print(result.detail_table())
@@ -1203,6 +1731,16 @@ def parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=d.timeout, help="seconds to wait for the page DMs"
     )
     p.add_argument(
+        "--paced-rate",
+        type=float,
+        action="append",
+        dest="paced_rates",
+        metavar="ALERTS_PER_S",
+        help=f"offered rate of a paced phase (repeatable; default {', '.join(f'{r:g}' for r in d.paced_rates)});"
+        f" {TARGET_RATE:g}, where the latency targets are judged, is always included",
+    )
+    p.add_argument("--no-paced", action="store_true", help="only the saturated storm")
+    p.add_argument(
         "--profile",
         action="store_true",
         help="sample the server with py-spy during each storm; top frames go in the report",
@@ -1221,6 +1759,11 @@ def options_from(argv: Sequence[str] | None) -> tuple[Options, bool]:
         parser().error("--alerts must be a multiple of --batch")
     if args.alerts // args.batch < args.groups:
         parser().error("there must be at least one webhook per group")
+    if any(rate <= 0 for rate in args.paced_rates or ()):
+        parser().error("--paced-rate must be > 0 alerts/s")
+    paced_rates: tuple[float, ...] = ()
+    if not args.no_paced:
+        paced_rates = tuple(sorted({TARGET_RATE, *(args.paced_rates or Options().paced_rates)}))
     options = Options(
         alerts=args.alerts,
         batch=args.batch,
@@ -1234,6 +1777,7 @@ def options_from(argv: Sequence[str] | None) -> tuple[Options, bool]:
         timeout=args.timeout,
         report=None if args.no_report else REPORT_PATH,
         profile=args.profile,
+        paced_rates=paced_rates,
     )
     return options, args.serve_bare
 

@@ -6,7 +6,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from benchmarks import bench_alerts, bench_paging, bench_schedule, bench_slack_ack
+from benchmarks import (
+    bench_alerts,
+    bench_paging,
+    bench_postmortem,
+    bench_runbooks,
+    bench_schedule,
+    bench_slack_ack,
+)
 
 # name -> main(argv) -> exit code; each benchmark rewrites its own section of REPORT.md.
 BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
@@ -14,6 +21,8 @@ BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
     bench_schedule.KEY: bench_schedule.main,
     bench_paging.KEY: bench_paging.main,
     bench_alerts.KEY: bench_alerts.main,
+    bench_postmortem.KEY: bench_postmortem.main,
+    bench_runbooks.KEY: bench_runbooks.main,
 }
 
 

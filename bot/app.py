@@ -23,12 +23,14 @@ from bot.jobs import JobRunner
 from bot.leader import Leadership
 from bot.metrics import Metrics
 from bot.pager import Pager
-from bot.slack import actions, commands, events, oncall, once, paging
+from bot.slack import actions, commands, events, oncall, once, paging, runbooks
 from bot.slack.alerts import SlackAlertPosts
 from bot.slack.announcer import SlackAnnouncer
 from bot.slack.channels import IncidentChannels
 from bot.slack.context import ListenerContext
 from bot.slack.outbox import SlackOutbox
+from bot.slack.postmortem import SlackReminders
+from bot.slack.runbook_runner import RunbookRunner
 from bot.web import create_web_app
 from bot.webhooks import alert_blueprint
 from bot.workers import WorkerPool
@@ -65,6 +67,7 @@ class Firebreak:
     pager: Pager
     intake: AlertIntake
     leadership: Leadership | None = None
+    runbooks: RunbookRunner | None = None
     web: Flask = field(init=False)
 
     def start_scheduler(self, *, poll_interval: float = 2.0) -> None:
@@ -94,6 +97,8 @@ class Firebreak:
             self.leadership.stop()
         self.jobs.stop()
         self.workers.wait_idle(timeout=30)
+        if self.runbooks is not None:  # after the listeners: none can start a run now
+            self.runbooks.close()
         self.workers.shutdown()
         self.db.dispose()
 
@@ -148,8 +153,10 @@ def build(settings: Settings) -> Firebreak:
         clock,
         SlackAnnouncer(client, settings.file, slack_outbox),
         reconcilers=[slack_outbox.reconcile],
+        reminders=SlackReminders(db, settings.file, slack_outbox, clock).run,
     )
     pager = Pager(db, oncall_config, jobs, clock)
+    runbook_runner = RunbookRunner(settings, db, client, clock)
     ctx = ListenerContext(
         config=settings.file,
         db=db,
@@ -160,6 +167,7 @@ def build(settings: Settings) -> Firebreak:
         jobs=jobs,
         clock=clock,
         outbox=slack_outbox,
+        runbooks=runbook_runner,
     )
     bolt.use(once.Once(db, clock))  # a retried or doubled Slack request acts once
     commands.register(bolt, ctx)
@@ -167,12 +175,14 @@ def build(settings: Settings) -> Firebreak:
     events.register(bolt, ctx)
     oncall.register(bolt, ctx)
     paging.register(bolt, ctx)
+    runbooks.register(bolt, ctx)
     metrics = Metrics()
     posts = SlackAlertPosts(settings.file, slack_outbox, channels, clock)
     intake = AlertIntake(db, settings.file, jobs, workers, clock, metrics, posts)
     app = Firebreak(
         settings, db, client, workers, channels, bolt, metrics, clock, jobs, pager, intake
     )
+    app.runbooks = runbook_runner
     app.web = create_web_app(bolt, db, metrics, settings, clock, app.scheduler_state)
     app.web.register_blueprint(alert_blueprint(intake, settings, metrics, os.environ))
     return app

@@ -10,7 +10,10 @@ from contextlib import contextmanager
 
 import click
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.cli_postmortem import postmortem
+from bot.cli_report import report
+from bot.cli_runbook import runbook
+from bot.config import ConfigError, FileConfig, Settings, load_settings
 
 
 def _fail(problems: list[str]) -> None:
@@ -92,6 +95,35 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"Database at {revision}.")
 
 
+def _ssh_findings(file: FileConfig) -> tuple[list[str], list[str]]:
+    """Runbooks' SSH setup: errors when FIREBREAK_SSH_KEY / FIREBREAK_KNOWN_HOSTS are set but
+    unusable, or an inventory host has no pinned key (every run there would be refused);
+    a note when inventory hosts are listed but SSH is not set up yet."""
+    from integrations.ssh import KEY_VARIABLE, KNOWN_HOSTS_VARIABLE, SshTransport
+
+    hosts = file.inventory.hosts
+    if not hosts:
+        return [], []
+    if not os.environ.get(KEY_VARIABLE) and not os.environ.get(KNOWN_HOSTS_VARIABLE):
+        note = (
+            f"note: runbooks cannot run until {KEY_VARIABLE} and {KNOWN_HOSTS_VARIABLE} are "
+            "set (see the README's Runbooks section)"
+        )
+        return [], [note]
+    try:
+        transport = SshTransport.from_environment(os.environ)
+    except ConfigError as error:
+        return [f"environment: {problem}" for problem in error.problems], []
+    unpinned = [
+        f"inventory.hosts.{name}: no key for {entry.address}:{entry.port} in "
+        f"{KNOWN_HOSTS_VARIABLE}; runs there would be refused (add it with "
+        f"`ssh-keyscan -p {entry.port} {entry.address}` and check its fingerprint)"
+        for name, entry in hosts.items()
+        if not transport.known_hosts.pinned(entry.address, entry.port)
+    ]
+    return unpinned, []
+
+
 @main.command()
 def check() -> None:
     """Validate the environment and the YAML configuration; exit non-zero on any error."""
@@ -114,10 +146,24 @@ def check() -> None:
                 "channel would fail"
             )
     problems.extend(settings.file.environment_problems(os.environ))
+    from bot.runbooks.catalogue import check_catalogue
+
+    runbook_problems, runbook_notes = check_catalogue(
+        settings.file, env.runbooks_path, explicit="FIREBREAK_RUNBOOKS" in os.environ
+    )
+    problems.extend(runbook_problems)
+    ssh_problems, ssh_notes = _ssh_findings(settings.file)
+    problems.extend(ssh_problems)
+    runbook_notes = [*runbook_notes, *ssh_notes]
+    from bot.postmortem.templates import template_problems
+
+    problems.extend(template_problems(settings.file.postmortem.templates_dir))
     if problems:
         _fail(problems)
     source = str(settings.config_path) if settings.config_found else "embedded defaults"
     click.echo(f"Configuration OK ({source}).")
+    for note in runbook_notes:
+        click.echo(note)
     if settings.file.slack.announce_channel is None:
         click.echo("warning: slack.announce_channel is not set; incidents will not be announced.")
     default_token = env.alert_token is not None and bool(env.alert_token.get_secret_value())
@@ -140,11 +186,20 @@ def manifest(url: str) -> None:
 
 
 @main.command()
-def demo() -> None:
+@click.option(
+    "--ssh-server",
+    type=click.Choice(["auto", "openssh", "paramiko"]),
+    default="auto",
+    show_default=True,
+    help="The local SSH server the demo's runbook runs on: OpenSSH's sshd, the sandbox's "
+    "paramiko server, or auto (sshd when it is installed and starts, else paramiko).",
+)
+def demo(ssh_server: str) -> None:
     """Play a scripted incident against the sandbox Slack and print what the bot did."""
     from bot.demo import run_demo
 
-    run_demo(_settings(), click.echo)
+    with _config_errors():
+        run_demo(_settings(), click.echo, ssh_server=ssh_server)
 
 
 @main.command()
@@ -268,3 +323,8 @@ def page(target: str, message: tuple[str, ...], by: str | None, incident: int | 
     click.echo(f"Paged {target} ({created.reference}), state {created.state}.")
     if due is not None:
         click.echo(f"Next step due at {due.isoformat(timespec='seconds')} unless acknowledged.")
+
+
+main.add_command(postmortem)
+main.add_command(report)
+main.add_command(runbook)

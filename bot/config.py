@@ -31,6 +31,9 @@ from bot.oncall.configuration import (
     Service,
 )
 from bot.people import Person, name_by_slack_id
+from bot.postmortem.config import PostmortemSection
+from bot.runbooks.config import RunbooksSection
+from bot.runbooks.inventory import Inventory
 from bot.strict import CHANNEL_ID, Section
 
 
@@ -71,6 +74,9 @@ class FileConfig(Section):
     paging: PagingSection = Field(default_factory=PagingSection)
     alert_routes: list[AlertRoute] = Field(default_factory=list, max_length=1000)
     alerts: AlertsSection = Field(default_factory=AlertsSection)
+    postmortem: PostmortemSection = Field(default_factory=PostmortemSection)
+    inventory: Inventory = Field(default_factory=Inventory)
+    runbooks: RunbooksSection = Field(default_factory=RunbooksSection)
 
     def person_by_slack_id(self, user_id: str) -> Person | None:
         name = self.name_by_slack_id(user_id)
@@ -133,6 +139,9 @@ class FileConfig(Section):
                     )
                 )
         problems.extend(self._broken_alert_references(listed))
+        problems.extend(self.postmortem.broken_references(self.incidents.statuses))
+        problems.extend(self.inventory.problems())
+        problems.extend(self.runbooks.problems(set(self.people), self.incidents.roles))
         owners: dict[str, str] = {}
         for name, entry in self.people.items():
             first = owners.setdefault(entry.slack, name)
@@ -381,18 +390,32 @@ def load_file(path: Path, *, required: bool) -> tuple[FileConfig, bool]:
         try:
             config = FileConfig.model_validate(data)
         except ValidationError as exc:
-            errors = []
-            for error in exc.errors():
-                loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
-                message = error["msg"].removeprefix("Value error, ")
-                if error["type"] == "extra_forbidden":
-                    message = "unknown key; check the spelling against examples/firebreak.yaml"
-                errors.append((loc, message))
+            errors = _key_errors(
+                exc,
+                messages={
+                    "extra_forbidden": "unknown key; check the spelling against "
+                    "examples/firebreak.yaml"
+                },
+            )
             raise ConfigError(_located(path, root, errors)) from None
         broken = config.broken_references()
     if broken:
         raise ConfigError(_located(path, root, broken))
     return config, True
+
+
+def _key_errors(
+    exc: ValidationError, *, messages: Mapping[str, str]
+) -> list[tuple[tuple[Any, ...], str]]:
+    """Each of pydantic's errors as (key path, problem) for `_located`: validator functions
+    left out of the key path, pydantic's "Value error, " prefix left out of the problem, and
+    the problem replaced by `messages`[type] for the error types it names."""
+    errors = []
+    for error in exc.errors():
+        loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
+        message = messages.get(error["type"], error["msg"].removeprefix("Value error, "))
+        errors.append((loc, message))
+    return errors
 
 
 def _located(

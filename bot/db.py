@@ -6,6 +6,11 @@ at all.
 
 SQLite runs with WAL, a busy timeout and `BEGIN IMMEDIATE` transactions: writers queue for
 the lock instead of failing with "database is locked" when two requests write at once.
+Inside one process they queue in order (`WriteQueue`), page notifications first
+(`urgent_writes`) and Slack bookkeeping after requests (`background_writes`), instead of in
+SQLite's busy handler, which sleeps and retries, so a
+newer transaction overtook an older one and an alert storm left some webhooks, and the
+pages behind them, waiting seconds (see benchmarks/REPORT.md).
 
 When the database fails under a unit of work (a connection terminated, the server restarting
 or unreachable): `unavailable(error)` tells that apart from a bug, and `watch_writes()` tells
@@ -16,6 +21,8 @@ went unanswered (recorded or not: nobody can know without looking).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
 import time
@@ -187,6 +194,128 @@ def _wrote_on_execute(state: ORMExecuteState) -> None:
         state.session.info[_WROTE] = True
 
 
+URGENT, NORMAL, BACKGROUND = 0, 1, 2  # WriteQueue priorities, served lowest first
+_urgency = threading.local()
+
+
+@contextmanager
+def _priority(level: int) -> Iterator[None]:
+    before = getattr(_urgency, "level", NORMAL)
+    _urgency.level = level
+    try:
+        yield
+    finally:
+        _urgency.level = before
+
+
+def urgent_writes() -> Any:
+    """Transactions this thread begins in the block go ahead of the other writers waiting
+    in this process (SQLite): for work a person is waiting on, such as a page's DM."""
+    return _priority(URGENT)
+
+
+def background_writes() -> Any:
+    """Transactions this thread begins in the block let requests waiting in this process
+    (SQLite) go first, for at most `WriteQueue.patience` seconds each: for work nobody
+    waits on, such as editing a Slack summary after an alert webhook was answered."""
+    return _priority(BACKGROUND)
+
+
+class WriteQueue:
+    """SQLite's writers of this process, served one at a time in order of arrival (urgent
+    ones first). Order only: SQLite's own lock still guarantees one writer, and a writer
+    that waits here longer than `timeout` goes on to SQLite's busy handler as before.
+
+    A connection holds its turn from BEGIN until its COMMIT or ROLLBACK has returned. A
+    background writer that has waited `patience` seconds queues as a normal one (in its
+    original order), so a steady stream of requests never starves it."""
+
+    def __init__(self, timeout: float = 30.0, patience: float = 1.0) -> None:
+        self.timeout = timeout
+        self.patience = patience
+        self._turns = threading.Condition()
+        self._waiting: list[tuple[int, int]] = []  # heap of (urgency, ticket)
+        self._tickets = itertools.count()
+        self._holder: object | None = None
+
+    def acquire(self, holder: object, *, level: int = NORMAL) -> None:
+        ticket = (level, next(self._tickets))
+        started = time.monotonic()
+        deadline, promote = started + self.timeout, started + self.patience
+        with self._turns:
+            if self._holder is holder:
+                return
+            heapq.heappush(self._waiting, ticket)
+            while self._holder is not None or self._waiting[0] != ticket:
+                now = time.monotonic()
+                if now >= deadline:  # something holds on too long: leave it to SQLite
+                    self._drop(ticket)
+                    self._turns.notify_all()
+                    return
+                if ticket[0] == BACKGROUND and now >= promote:
+                    self._drop(ticket)
+                    ticket = (NORMAL, ticket[1])
+                    heapq.heappush(self._waiting, ticket)
+                    continue
+                until = promote if ticket[0] == BACKGROUND else deadline
+                self._turns.wait(until - now)
+            heapq.heappop(self._waiting)
+            self._holder = holder
+
+    def _drop(self, ticket: tuple[int, int]) -> None:
+        self._waiting.remove(ticket)
+        heapq.heapify(self._waiting)
+
+    def release(self, holder: object) -> None:
+        with self._turns:
+            if self._holder is holder:
+                self._holder = None
+                self._turns.notify_all()
+
+
+def _queue_sqlite_writers(engine: Engine) -> None:
+    """Take a turn in a `WriteQueue` before `BEGIN IMMEDIATE`; give it back once COMMIT or
+    ROLLBACK returned (or the connection is closed or invalidated)."""
+    queue = WriteQueue()
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def raw(connection: Any) -> object:
+        return getattr(connection, "dbapi_connection", None) or connection
+
+    def do_commit(connection: Any) -> None:
+        try:
+            commit(connection)
+        finally:
+            queue.release(raw(connection))
+
+    def do_rollback(connection: Any) -> None:
+        try:
+            rollback(connection)
+        finally:
+            queue.release(raw(connection))
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(connection: Any) -> None:
+        holder = raw(connection.connection)
+        queue.acquire(holder, level=getattr(_urgency, "level", NORMAL))
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            queue.release(holder)
+            raise
+
+    def gone(dbapi_connection: Any, *_args: Any) -> None:
+        queue.release(dbapi_connection)
+
+    event.listen(engine, "close", gone)
+    event.listen(engine, "invalidate", gone)
+    event.listen(engine, "checkin", gone)
+
+
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     if make_url(url).get_backend_name() == "sqlite":
@@ -203,10 +332,7 @@ def make_engine(url: str) -> Engine:
                 cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
+        _queue_sqlite_writers(engine)
         return engine
     connect_args = (
         {} if "connect_timeout" in make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT}

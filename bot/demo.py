@@ -3,13 +3,18 @@
 Starts Firebreak on a free local port with a throw-away SQLite database and the sandbox
 Slack, then plays the story: Alertmanager's webhook opens the incident and pages the on-call
 person, who does not answer, so the page escalates; then responders work the incident, as
-signed Slack requests, and the alert resolves. After each step it prints what the bot did in
-Slack. Nothing leaves the machine; nothing is kept afterwards.
+signed Slack requests: one runs a read-only starter runbook (disk-usage) over SSH from the
+incident channel, on a local SSH server the demo starts for the purpose (OpenSSH's sshd when
+installed, else the sandbox's paramiko server; `--ssh-server` picks), and the alert resolves.
+After each step it prints what the bot did in Slack. Nothing leaves the machine; nothing is
+kept afterwards but the postmortem draft (postmortems/INC-1.md).
 """
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import secrets
 import tempfile
 import threading
@@ -19,20 +24,26 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 from waitress.server import create_server
 
 from bot.alerts.routing import AlertRoute
 from bot.app import build
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.migrations import upgrade
 from bot.oncall.configuration import EscalationPolicy, Service
 from bot.playground import start_sandbox
+from bot.runbooks.inventory import Inventory
+from bot.runbooks.plan import Host
 from bot.sandbox import SlackSandbox
+from bot.sandbox.openssh import SSHD, OpenSshServer, SshdUnavailable, sshd_installed
 from bot.sandbox.outbound import OutboundSlack, http_transport
+from bot.sandbox.ssh_server import SandboxSshServer
+from bot.sandbox.state import Message
 from bot.slack.blocks import ACTION_PAGE_ACK
+from bot.slack.runbook_blocks import ACTION_RUN
 
 Echo = Callable[[str], None]
 
@@ -42,8 +53,14 @@ class Step:
     who: str
     what: str
     channel: str  # "general" or "incident"
-    kind: str = "command"  # command | pin | page | no answer | button
+    kind: str = "command"  # command | pin | page | no answer | button | runbook | run
 
+
+DEMO_RUNBOOK = "disk-usage"  # a read-only starter runbook from runbooks/
+DEMO_HOST = "demo-1"
+DEMO_GROUP = "linux"  # the starter runbooks' target group
+SSH_SERVERS = ("auto", "openssh", "paramiko")
+RUN_TIMEOUT = 60.0  # seconds for the runbook's run and its thread reply
 
 SCRIPT = [
     Step("alertmanager", "firing", "general", kind="alert"),
@@ -51,13 +68,17 @@ SCRIPT = [
     Step("alice", "Acknowledge", "incident", kind="button"),
     Step("alice", "sev sev1", "incident"),
     Step("alice", "role ops @bob", "incident"),
+    Step("bob", f"run {DEMO_RUNBOOK} path=/ hosts={DEMO_HOST}", "incident", kind="runbook"),
+    Step("bob", "Run", "incident", kind="run"),
     Step("bob", "note Rolled back deploy 2026.11.20-3; watching p99", "incident"),
     Step("carol", "p99 is back under 300 ms since the rollback", "incident", kind="pin"),
     Step("alice", "status monitoring", "incident"),
     Step("alertmanager", "resolved", "incident", kind="alert"),
     Step("alice", "alerts", "incident"),
+    Step("alice", "action Alert on p99 before the error rate @bob due 2026-12-01", "incident"),
     Step("alice", "resolve Rolled back the bad deploy; p99 normal for 15 minutes", "incident"),
     Step("alice", "timeline", "incident"),
+    Step("alice", "postmortem", "incident"),
 ]
 DEMO_SERVICE = "firebreak-demo"
 DEMO_ROUTE = "firebreak-demo"
@@ -156,6 +177,8 @@ class Narrator:
                 return f"set the topic of {channel}: {self.plain(str(params['topic']))}"
             case "chat.postMessage" if str(params.get("channel", "")).startswith(("U", "W")):
                 return f"sent @{self.name(str(params['channel']))} a direct message: {text}"
+            case "chat.postMessage" if params.get("thread_ts"):
+                return f"replied in a thread in {channel}: {text}"
             case "chat.postMessage":
                 return f"posted in {channel}: {text}"
             case "chat.update":
@@ -166,33 +189,137 @@ class Narrator:
                 return f"told @{self.name(str(params['user']))} privately: {text}"
             case "conversations.history":
                 return f"read the pinned message in {channel}"
+            case "files.completeUploadExternal":
+                names = ", ".join(str(f.get("name")) for f in response.get("files") or [])
+                where = self.channel(str(params.get("channel_id", "")))
+                return f"uploaded {names} to {where}"
         return ""
 
 
-def run_demo(settings: Settings, echo: Echo) -> None:
+def run_demo(settings: Settings, echo: Echo, *, ssh_server: str = "auto") -> None:
+    """Play the story. `ssh_server`: where the runbook step runs: "openssh" (OpenSSH's
+    sshd; ConfigError when it is missing or does not start), "paramiko" (the sandbox's
+    server) or "auto" (sshd when it starts here, else paramiko)."""
+    if ssh_server not in SSH_SERVERS:
+        raise ConfigError([f"--ssh-server {ssh_server!r}: choose one of {', '.join(SSH_SERVERS)}"])
     with tempfile.TemporaryDirectory(prefix="firebreak-demo-") as workdir:
-        env = settings.env.model_copy(
-            update={"database_url": f"sqlite:///{Path(workdir) / 'demo.db'}"}
-        )
-        sandbox, demo_settings = start_sandbox(replace(settings, env=env))
-        demo_settings = _with_demo_alerts(_with_demo_policy(demo_settings))
-        upgrade(demo_settings.env.database_url)
-        app = build(demo_settings)
-        app.start_scheduler()
-        server = create_server(app.web, host="127.0.0.1", port=0, threads=8)
-        url = f"http://127.0.0.1:{server.effective_port}"
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
+        catalogue = _starter_runbooks(settings)
+        ssh = _start_ssh(ssh_server, Path(workdir) / "ssh") if catalogue else None
         try:
-            _play(demo_settings, sandbox, app.workers.wait_idle, url, echo)
+            env = settings.env.model_copy(
+                update={"database_url": f"sqlite:///{Path(workdir) / 'demo.db'}"}
+            )
+            sandbox, demo_settings = start_sandbox(replace(settings, env=env))
+            demo_settings = _with_demo_alerts(_with_demo_policy(demo_settings))
+            if ssh is not None and catalogue is not None:
+                demo_settings = _with_demo_runbooks(demo_settings, catalogue, ssh.server)
+            upgrade(demo_settings.env.database_url)
+            app = build(demo_settings)
+            if ssh is not None and app.runbooks is not None:
+                # The SSH setup is the demo app's own; the process environment is left alone.
+                app.runbooks.environ = {
+                    "FIREBREAK_RUNBOOKS": str(catalogue),
+                    **ssh.server.environment(),
+                }
+            app.start_scheduler()
+            server = create_server(app.web, host="127.0.0.1", port=0, threads=8)
+            url = f"http://127.0.0.1:{server.effective_port}"
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            try:
+                _play(demo_settings, sandbox, app.workers.wait_idle, url, echo, ssh)
+            finally:
+                # Let the last request finish, stop waitress's threads, then its sockets.
+                app.workers.wait_idle()
+                server.task_dispatcher.shutdown()
+                server.close()
+                thread.join(timeout=5)
+                app.close()
+                sandbox.stop()
         finally:
-            # Let the last request finish, stop waitress's threads, then its sockets.
-            app.workers.wait_idle()
-            server.task_dispatcher.shutdown()
-            server.close()
-            thread.join(timeout=5)
-            app.close()
-            sandbox.stop()
+            if ssh is not None:
+                ssh.server.stop()
+
+
+# -- the runbook step's SSH server ----------------------------------------------------------
+
+
+class DemoSshServer(Protocol):
+    """What the demo needs of either SSH server (OpenSSH's or the sandbox's)."""
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def host(self, name: str = ..., groups: tuple[str, ...] = ...) -> Host: ...
+
+    def environment(self) -> dict[str, str]: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class DemoSsh:
+    server: DemoSshServer
+    description: str  # which server, and why that one, for the narration
+
+
+def _start_ssh(kind: str, directory: Path) -> DemoSsh:
+    """The local SSH server the runbook runs on, started, with a new host key and a new
+    client key authorised for the current user, all in `directory`."""
+    why = "--ssh-server paramiko"
+    if kind in ("auto", "openssh"):
+        try:
+            server = OpenSshServer.with_new_identity(directory / "openssh").start()
+            return DemoSsh(server, f"OpenSSH's sshd ({SSHD})")
+        except SshdUnavailable as error:
+            if kind == "openssh":
+                raise ConfigError([f"--ssh-server openssh: {error}"]) from None
+            why = (
+                f"OpenSSH's sshd is not installed ({SSHD})" if not sshd_installed() else str(error)
+            )
+    sandbox_server = SandboxSshServer.with_new_identity(directory / "paramiko").start()
+    return DemoSsh(sandbox_server, f"the sandbox's SSH server on paramiko ({why})")
+
+
+def _starter_runbooks(settings: Settings) -> Path | None:
+    """The starter catalogue holding the demo's runbook: runbooks/ of this checkout, else
+    the configured FIREBREAK_RUNBOOKS directory; None when neither has it."""
+    checkout = Path(__file__).resolve().parent.parent / "runbooks"
+    for directory in (checkout, settings.env.runbooks_path):
+        if (directory / f"{DEMO_RUNBOOK}.yaml").is_file():
+            return directory.resolve()
+    return None
+
+
+def _with_demo_runbooks(settings: Settings, catalogue: Path, server: DemoSshServer) -> Settings:
+    """The starter runbooks, and an inventory of ONE host, the demo's SSH server (the
+    configured inventory is not used: the demo reaches no other machine)."""
+    host = server.host(DEMO_HOST, (DEMO_GROUP,))
+    inventory = Inventory.model_validate(
+        {
+            "hosts": {
+                DEMO_HOST: {
+                    "address": host.address,
+                    "port": host.port,
+                    "user": host.user,
+                    "groups": [DEMO_GROUP],
+                }
+            }
+        }
+    )
+    environ = server.environment()
+    env = settings.env.model_copy(
+        update={
+            "runbooks_path": catalogue,
+            "ssh_key": Path(environ["FIREBREAK_SSH_KEY"]),
+            "known_hosts": Path(environ["FIREBREAK_KNOWN_HOSTS"]),
+        }
+    )
+    file = settings.file.model_copy(update={"inventory": inventory})
+    return replace(settings, env=env, file=file)
 
 
 DEMO_POLICY = "database"
@@ -273,7 +400,12 @@ def _wait_for_dm(sandbox: SlackSandbox, user: str, timeout: float) -> None:
 
 
 def _play(
-    settings: Settings, sandbox: SlackSandbox, settle: Callable[[], bool], url: str, echo: Echo
+    settings: Settings,
+    sandbox: SlackSandbox,
+    settle: Callable[[], bool],
+    url: str,
+    echo: Echo,
+    ssh: DemoSsh | None,
 ) -> None:
     people = {name: person.slack for name, person in settings.file.people.items()}
     names = {user: name for name, user in people.items()}
@@ -287,12 +419,25 @@ def _play(
     narrator = Narrator(sandbox, names, echo)
     narrator.calls_seen = len(sandbox.calls)
     echo(f"Firebreak demo: the bot runs at {url}, Slack is the local sandbox at {sandbox.api_url}")
+    if ssh is not None:
+        echo(
+            f"Runbooks run over SSH on {DEMO_HOST}, {ssh.description} on "
+            f"127.0.0.1:{ssh.server.port}: its host key {ssh.server.fingerprint} is pinned in "
+            "the demo's known_hosts, and a key made for the demo logs in."
+        )
+    else:
+        echo(
+            f"(The starter runbooks are not here: no runbooks/{DEMO_RUNBOOK}.yaml in this "
+            "checkout or FIREBREAK_RUNBOOKS, so the runbook step is left out.)"
+        )
     echo(
         "Each step is a signed request, as Slack would send it; 'bot:' lines are what Firebreak did.\n"
     )
     incident_channel = ""
     for step in SCRIPT:
         user = people.get(step.who, "")
+        if step.kind in ("runbook", "run") and ssh is None:
+            continue
         channel = general if step.channel == "general" else incident_channel
         if step.kind == "alert":
             alert = alertmanager_webhook(step.what)["alerts"][0]
@@ -314,8 +459,11 @@ def _play(
             dm = _dm_channel(sandbox, user)
             echo(f"{step.who} presses Acknowledge in the page's direct message")
             slack.block_action(ACTION_PAGE_ACK, user=user, channel=dm, value="1")
+        elif step.kind == "run":
+            _press_run(sandbox, slack, settle, narrator, step.who, user, channel)
+            continue
         else:
-            command = "/page" if step.kind == "page" else "/incident"
+            command = {"page": "/page", "runbook": "/runbook"}.get(step.kind, "/incident")
             text = step.what.replace("@bob", f"<@{people['bob']}|bob>")
             echo(f"{step.who} in {narrator.channel(channel)}: {command} {step.what}")
             reply = slack.command(text, user=user, channel=channel, command=command)
@@ -323,6 +471,8 @@ def _play(
                 echo(f"    ✗ HTTP {reply.status}: {reply.body}")
         settle()
         narrator.tell_new()
+        if step.kind == "runbook":
+            _show_plan(sandbox, narrator, channel)
         if not incident_channel:
             created = next(
                 (c for c in sandbox.calls_to("conversations.create") if c.response.get("ok")), None
@@ -332,7 +482,113 @@ def _play(
                 return
             incident_channel = str(created.response["channel"]["id"])
         echo("")
+    _show_draft(settings, echo)
+    ran = " a runbook ran over SSH with its output in the channel," if ssh is not None else ""
     echo(
         "Done: one alert opened an incident and paged; the incident was changed, noted, "
-        "pinned and resolved, each fact in its timeline."
+        f"pinned and resolved,{ran} each fact in its timeline, and its postmortem drafted."
     )
+
+
+# -- the runbook steps ----------------------------------------------------------------------
+
+
+def _plan_message(sandbox: SlackSandbox, channel: str) -> Message | None:
+    """The latest runbook plan message in `channel` (it has, or had, a Run button)."""
+    plans = [m for m in sandbox.messages(channel) if re.match(r"R-\d+: runbook ", m.text)]
+    return plans[-1] if plans else None
+
+
+def _show_plan(sandbox: SlackSandbox, narrator: Narrator, channel: str) -> None:
+    """What the plan message shows: parameters, hosts and the exact argv."""
+    plan = _plan_message(sandbox, channel)
+    if plan is None:
+        return
+    for block in plan.blocks or []:
+        if block.get("type") == "section":
+            for line in _terminal(narrator.plain(block["text"]["text"])).splitlines():
+                narrator.echo(f"        {line}")
+
+
+def _press_run(
+    sandbox: SlackSandbox,
+    slack: OutboundSlack,
+    settle: Callable[[], bool],
+    narrator: Narrator,
+    who: str,
+    user: str,
+    channel: str,
+) -> None:
+    """Press Run on the plan message, wait for the run and its thread reply, show both."""
+    plan = _plan_message(sandbox, channel)
+    value = _button_value(plan, ACTION_RUN) if plan is not None else None
+    if plan is None or value is None:
+        narrator.echo("There is no runbook plan with a Run button to press; skipping.\n")
+        return
+    narrator.echo(f"{who} presses Run under the plan of R-{value}")
+    reply = slack.block_action(
+        ACTION_RUN, user=user, channel=channel, message_ts=plan.ts, value=value
+    )
+    if reply.status != 200:
+        narrator.echo(f"    ✗ HTTP {reply.status}: {reply.body}")
+    settle()
+    thread = _wait_for_run(sandbox, channel, plan.ts, RUN_TIMEOUT)
+    narrator.tell_new()
+    if thread is None:
+        narrator.echo(f"    ✗ the run's thread reply did not finish within {RUN_TIMEOUT:.0f} s")
+    else:
+        narrator.echo(f"    The thread reply under the plan in {narrator.channel(channel)} reads:")
+        for line in _terminal(narrator.plain(thread.text)).splitlines():
+            narrator.echo(f"        {line}")
+    narrator.echo("")
+
+
+def _button_value(message: Message, action_id: str) -> str | None:
+    for block in message.blocks or []:
+        for element in block.get("elements") or []:
+            if element.get("action_id") == action_id:
+                return str(element.get("value", ""))
+    return None
+
+
+def _wait_for_run(
+    sandbox: SlackSandbox, channel: str, plan_ts: str, timeout: float
+) -> Message | None:
+    """The run's thread reply once it is final: its text says `finished` and the plan
+    message was refreshed after it (the progress reply's last act); None on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replies = [m for m in sandbox.messages(channel) if m.thread_ts == plan_ts]
+        if replies and " finished: " in replies[-1].text:
+            reply = replies[-1]
+            calls = sandbox.calls
+            last_reply = max(
+                index
+                for index, call in enumerate(calls)
+                if call.params.get("ts") == reply.ts or call.params.get("thread_ts") == plan_ts
+            )
+            if any(
+                call.method == "chat.update" and call.params.get("ts") == plan_ts
+                for call in calls[last_reply + 1 :]
+            ):
+                return reply
+        time.sleep(0.05)
+    return None
+
+
+def _terminal(text: str) -> str:
+    """Slack mrkdwn made readable in a terminal: code fences dropped, entities decoded."""
+    lines = [line for line in text.splitlines() if line.strip() != "```"]
+    return html.unescape("\n".join(line.replace("```", "") for line in lines))
+
+
+def _show_draft(settings: Settings, echo: Echo, lines: int = 12) -> None:
+    """The postmortem draft the last step saved: its path and first lines."""
+    path = settings.file.postmortem.directory / "INC-1.md"
+    if not path.is_file():
+        echo(f"The postmortem draft was not written to {path}.")
+        return
+    echo(f"Postmortem draft written to {path.resolve()}; its first lines:")
+    for line in path.read_text(encoding="utf-8").splitlines()[:lines]:
+        echo(f"    {line}")
+    echo("")

@@ -21,7 +21,7 @@ from bot.alerts.ingest import Ingested, Policy, ingest
 from bot.alerts.model import Batch
 from bot.clock import Clock
 from bot.config import FileConfig
-from bot.db import Database
+from bot.db import Database, background_writes, urgent_writes
 from bot.jobs import JobRunner
 from bot.metrics import Metrics
 from bot.oncall.paging import Step
@@ -95,11 +95,21 @@ class AlertIntake:
         return steps
 
     def _notify(self, effects: list[tuple[Step, list[int]]]) -> None:
-        for step, step_queued in effects:
-            self.jobs.after_commit(step, step_queued)
+        # A person waits on these: their transactions (claim the notification, record it
+        # sent) go ahead of the storm's other writers queued in this process.
+        with urgent_writes():
+            for step, step_queued in effects:
+                self.jobs.after_commit(step, step_queued)
 
     def _tell_slack(self, result: Ingested, queued: list[int]) -> None:
-        """Set up a new incident's channel, then deliver the posts the batch queued."""
+        """Set up a new incident's channel, then deliver the posts the batch queued.
+
+        Its transactions let the webhooks waiting for the database go first (`bot.db`'s
+        write queue, SQLite): this work is not what a webhook's answer waits for."""
+        with background_writes():
+            self._set_up_and_post(result, queued)
+
+    def _set_up_and_post(self, result: Ingested, queued: list[int]) -> None:
         if self.posts is None:
             return
         if result.incident_created and result.incident_id is not None:

@@ -7,7 +7,13 @@ every job is derived from database state, so nothing is lost when a leader dies.
 - one delivery job per notification retry, at its next attempt;
 - reconcile, every few seconds: recreates any job the rows call for (a page triggered on
   another replica, a job a dead leader held) and runs whatever is overdue, once;
-- hand-offs, every minute.
+- hand-offs, every minute;
+- runbook runs, every few seconds: approvals past their deadline expire, and runs whose
+  executor stopped beating (its process died mid-run) are marked interrupted
+  (`bot.runbooks.runs.sweep`);
+- postmortem reminders, every minute: follow-ups whose reminder is due are claimed under
+  their row lock and their channel post and DM queued in the same transaction
+  (`bot.postmortem.followup.claim_due`, sent by `bot.slack.postmortem.SlackReminders`).
 
 A job re-reads its row under a lock and does nothing unless the state and generation still
 match (`bot.oncall.paging.escalate`), so a late, repeated or doubled job never pages twice.
@@ -38,12 +44,15 @@ from bot.oncall.handoffs import DueHandoff, due_handoffs
 from bot.oncall.models import Page
 from bot.oncall.notify import Notification, Notifier, NotifyError
 from bot.oncall.paging import Step
+from bot.runbooks import runs as runbook_runs
 
 log = logging.getLogger(__name__)
 RECONCILE_EVERY = timedelta(seconds=5)
 HANDOFFS_EVERY = timedelta(minutes=1)
 GRACE = timedelta(seconds=2)
 SUPERVISE_EVERY = timedelta(seconds=2)
+RUNBOOK_SWEEP_EVERY = timedelta(seconds=15)
+REMINDERS_EVERY = timedelta(minutes=1)
 
 
 def _failed(what: str, error: BaseException) -> None:
@@ -83,6 +92,7 @@ class JobRunner:
         clock: Clock,
         announcer: Announcer | None = None,
         reconcilers: Sequence[Callable[[], object]] = (),
+        reminders: Callable[[], object] | None = None,
     ) -> None:
         self.db = db
         self.config = config
@@ -91,6 +101,8 @@ class JobRunner:
         self.announcer = announcer
         # More reconcile passes from other layers (the Slack outbox and unfinished setups).
         self.reconcilers = list(reconcilers)
+        # The postmortem reminders pass (Slack, in `bot.slack.postmortem.SlackReminders`).
+        self.reminders = reminders
         self.scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -123,6 +135,18 @@ class JobRunner:
                 "interval",
                 seconds=HANDOFFS_EVERY.total_seconds(),
                 id="handoffs",
+            )
+            scheduler.add_job(
+                self._guarded(self.sweep_runbook_runs),
+                "interval",
+                seconds=RUNBOOK_SWEEP_EVERY.total_seconds(),
+                id="runbook-runs",
+            )
+            scheduler.add_job(
+                self._guarded(self.remind_postmortems),
+                "interval",
+                seconds=REMINDERS_EVERY.total_seconds(),
+                id="postmortem-reminders",
             )
             self.scheduler = scheduler
             if self._supervisor is None or not self._supervisor.is_alive():
@@ -299,6 +323,23 @@ class JobRunner:
             due = due_handoffs(session, self.config, self.clock())
         if due:
             self.announcer.handoffs(due)
+
+    def sweep_runbook_runs(self) -> dict[str, list[int]]:
+        """Expire runbook approvals past their deadline and mark runs interrupted whose
+        executor stopped beating; each run is re-read under its row lock, so a run that
+        beat or finished meanwhile is left alone."""
+        with self.db.session_scope() as session:
+            swept = runbook_runs.sweep(session, self.clock())
+        for run_id in swept["interrupted"]:
+            log.warning("runbook run R-%d stopped beating mid-run: marked interrupted", run_id)
+        return swept
+
+    def remind_postmortems(self) -> object:
+        """Send the postmortem reminders that are due (each claimed once, under its row
+        lock, so a restarted or doubled run never repeats one)."""
+        if self.reminders is None:
+            return None
+        return self.reminders()
 
     # -- scheduling -----------------------------------------------------------------
 

@@ -12,7 +12,8 @@ BOT_SCOPES = [
     "channels:read",  # find a channel Firebreak created when Slack's answer was lost
     "chat:write",  # post summaries, updates, answers, pages and hand-offs (DMs too)
     "chat:write.public",  # announce in a channel without joining it first
-    "commands",  # /incident, /oncall, /page
+    "commands",  # /incident, /oncall, /page, /runbook
+    "files:write",  # upload postmortem drafts to the incident channel
     "pins:write",  # pin the incident summary
     "reactions:read",  # receive :pushpin: reactions
 ]
@@ -21,7 +22,7 @@ SLASH_COMMANDS = [
     {
         "command": "/incident",
         "description": "Declare and run incidents",
-        "usage_hint": "declare [sevN] <title> | sev | status | role | note | resolve | timeline | alerts | list | help",
+        "usage_hint": "declare [sevN] <title> | sev | status | role | note | resolve | timeline | alerts | action | actions | postmortem | report | list | help",
     },
     {
         "command": "/oncall",
@@ -32,6 +33,11 @@ SLASH_COMMANDS = [
         "command": "/page",
         "description": "Page a person, schedule or escalation policy",
         "usage_hint": "<@person|schedule:NAME|policy:NAME|service:NAME> <message> | ack <id>",
+    },
+    {
+        "command": "/runbook",
+        "description": "Run whitelisted runbooks on hosts over SSH",
+        "usage_hint": "list | show <id> | run <id> key=value ... [hosts=...] | cancel R-<n> | help",
     },
 ]
 

@@ -7,9 +7,13 @@ from bot.idempotency import SlackRequest as SlackRequest  # and the open-declara
 from bot.incidents.models import Incident, RoleAssignment
 from bot.oncall.models import Handoff, OncallOverride, Page, PageNotification
 from bot.outbox import OutboxItem
+from bot.postmortem.actions import ActionItemRow
+from bot.postmortem.followup import PostmortemFollowup
+from bot.runbooks.records import RunbookRun, RunbookRunFact, RunbookRunHost
 from bot.timeline import TimelineEvent
 
 __all__ = [
+    "ActionItemRow",
     "AlertGroup",
     "AlertStorm",
     "Handoff",
@@ -18,7 +22,11 @@ __all__ = [
     "OutboxItem",
     "Page",
     "PageNotification",
+    "PostmortemFollowup",
     "RoleAssignment",
+    "RunbookRun",
+    "RunbookRunFact",
+    "RunbookRunHost",
     "StoredAlert",
     "TimelineEvent",
 ]

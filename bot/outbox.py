@@ -26,6 +26,10 @@ from bot.db import Base
 
 POST = "post"  # chat.postMessage: {"channel", "text"}
 REFRESH = "refresh"  # topic, pinned summary and announcement of the incident, as they are now
+# A postmortem draft uploaded to the channel (files_upload_v2): {"channel", "filename",
+# "title", "content", "comment", "template", "path", "user"}; its `postmortem_drafted` fact
+# is recorded with the item's finish, once the upload is done.
+UPLOAD = "upload"
 WAITING = ("pending", "retry", "sending")
 LEASE = timedelta(seconds=30)
 BACKOFF = (timedelta(seconds=2), timedelta(seconds=5), timedelta(seconds=10), timedelta(seconds=20))

@@ -63,6 +63,58 @@ def _failed(e: TimelineEvent, s: Style) -> str:
     )
 
 
+def _run(e: TimelineEvent, s: Style) -> str:
+    """`runbook disk-usage (R-12)`: which runbook, which run."""
+    return f"runbook {_t(s, e.data.get('runbook'))} (R-{e.data.get('run')})"
+
+
+def _seconds(value: Any) -> str:
+    return f"{float(value):.1f}s" if isinstance(value, int | float) else "?"
+
+
+def _counts(value: Any) -> str:
+    if not isinstance(value, dict) or not value:
+        return "no hosts"
+    return ", ".join(f"{count} {status}" for status, count in sorted(value.items()))
+
+
+def _confirmed(e: TimelineEvent, s: Style) -> str:
+    then = "awaiting approval" if e.data.get("needs_approval") else "queued to run"
+    return f"confirmed {_run(e, s)}; {then}"
+
+
+def _step_finished(e: TimelineEvent, s: Style) -> str:
+    kind = "rollback step" if e.data.get("rollback") else "step"
+    code = e.data.get("exit_code")
+    exit_text = f"exit {code}" if code is not None else "no exit code"
+    return (
+        f"{_run(e, s)} on {_t(s, e.data.get('host'))}: {kind} {_t(s, e.data.get('step'))} "
+        f"{_t(s, e.data.get('outcome'))} ({exit_text}, {_seconds(e.data.get('duration'))})"
+    )
+
+
+def _host_finished(e: TimelineEvent, s: Style) -> str:
+    key = f", host key {_t(s, e.data['fingerprint'])}" if e.data.get("fingerprint") else ""
+    return (
+        f"{_run(e, s)} on {_t(s, e.data.get('host'))}: {_t(s, e.data.get('outcome'))} "
+        f"in {_seconds(e.data.get('duration'))}{key}"
+    )
+
+
+def _started(e: TimelineEvent, s: Style) -> str:
+    approved = f", approved by {s.actor(e.data['approver'])}" if e.data.get("approver") else ""
+    return (
+        f"{_run(e, s)} started on {_names(s, e.data.get('hosts'))} "
+        f"(requested by {s.actor(e.data.get('requester'))}{approved})"
+    )
+
+
+def _action_added(e: TimelineEvent, s: Style) -> str:
+    owner = f" for {s.actor(e.data['owner'])}" if e.data.get("owner") else ""
+    due = f", due {_t(s, e.data['due'])}" if e.data.get("due") else ""
+    return f"added action item A-{e.data.get('item')}{owner}{due}: {_t(s, e.data.get('text'))}"
+
+
 SENTENCES: dict[str, Sentence] = {
     "declared": lambda e, s: (
         f"declared {_t(s, e.data.get('severity')).upper()}: {_t(s, e.data.get('title'))}"
@@ -113,6 +165,50 @@ SENTENCES: dict[str, Sentence] = {
     "alert_resolved": lambda e, s: (
         f"{_t(s, e.data.get('source'))} alert resolved: {_t(s, e.data.get('summary'))}"
     ),
+    "runbook_requested": lambda e, s: (
+        f"requested {_run(e, s)}: {_t(s, e.data.get('title'))} on "
+        f"{_names(s, e.data.get('hosts'))} (risk {_t(s, e.data.get('risk'))})"
+    ),
+    "runbook_refused": lambda e, s: f"was refused {_run(e, s)}: {_t(s, e.data.get('reason'))}",
+    "runbook_confirmed": _confirmed,
+    "runbook_approved": lambda e, s: (
+        f"approved {_run(e, s)} requested by {s.actor(e.data.get('requester'))}"
+    ),
+    "runbook_approval_refused": lambda e, s: (
+        f"could not approve {_run(e, s)} requested by {s.actor(e.data.get('requester'))}: "
+        f"{_t(s, e.data.get('reason'))}"
+    ),
+    "runbook_approval_expired": lambda e, s: (
+        f"{_run(e, s)} requested by {s.actor(e.data.get('requester'))} expired unapproved"
+    ),
+    "runbook_cancelled": lambda e, s: (
+        f"cancelled {_run(e, s)}"
+        + ("; running steps are being stopped" if e.data.get("running") else "")
+    ),
+    "runbook_started": _started,
+    "runbook_step_finished": _step_finished,
+    "runbook_host_finished": _host_finished,
+    "runbook_host_key_rejected": lambda e, s: (
+        f"SECURITY: {_run(e, s)}: host key of {_t(s, e.data.get('host'))} rejected "
+        f"(offered {_t(s, e.data.get('fingerprint') or 'unknown')}): "
+        f"{_t(s, e.data.get('detail'))}; nothing ran there"
+    ),
+    "runbook_finished": lambda e, s: (
+        f"{_run(e, s)} finished: {_t(s, e.data.get('outcome'))} ({_counts(e.data.get('counts'))})"
+    ),
+    "runbook_interrupted": lambda e, s: (
+        f"{_run(e, s)} was interrupted (Firebreak stopped mid-run); unfinished hosts: "
+        f"{_names(s, e.data.get('hosts'))}"
+    ),
+    "action_added": _action_added,
+    "action_done": lambda e, s: (
+        f"marked action item A-{e.data.get('item')} done: {_t(s, e.data.get('text'))}"
+    ),
+    "postmortem_drafted": lambda e, s: (
+        f"drafted the postmortem with template {_t(s, e.data.get('template'))}, saved as "
+        f"{_t(s, e.data.get('path'))} (file {_t(s, e.data.get('file'))})"
+    ),
+    "postmortem_done": lambda e, s: "marked the postmortem done",
 }
 # Facts the bot records about its own work read better without "Firebreak" in front.
 IMPERSONAL = frozenset(
@@ -124,6 +220,13 @@ IMPERSONAL = frozenset(
         "page_delivery_failed",
         "alert_fired",
         "alert_resolved",
+        "runbook_approval_expired",
+        "runbook_started",
+        "runbook_step_finished",
+        "runbook_host_finished",
+        "runbook_host_key_rejected",
+        "runbook_finished",
+        "runbook_interrupted",
     }
 )
 

@@ -62,6 +62,34 @@ KINDS: dict[str, tuple[str, ...]] = {
     # alerts from monitoring (actor: the source, e.g. "alertmanager")
     "alert_fired": ("alert", "source", "summary", "group"),
     "alert_resolved": ("alert", "source", "summary", "group"),
+    # runbook runs (`bot.runbooks.runs`, `bot.runbooks.executor`): "run" is the run's id
+    "runbook_requested": ("run", "runbook", "title", "risk", "hosts"),
+    "runbook_refused": ("run", "runbook", "reason"),
+    "runbook_confirmed": ("run", "runbook", "needs_approval"),
+    "runbook_approved": ("run", "runbook", "requester"),
+    "runbook_approval_refused": ("run", "runbook", "requester", "reason"),
+    "runbook_approval_expired": ("run", "runbook", "requester"),
+    "runbook_cancelled": ("run", "runbook", "running"),
+    "runbook_started": ("run", "runbook", "hosts", "requester", "approver"),
+    "runbook_step_finished": (
+        "run",
+        "runbook",
+        "host",
+        "step",
+        "exit_code",
+        "duration",
+        "outcome",
+        "rollback",
+    ),
+    "runbook_host_finished": ("run", "runbook", "host", "outcome", "fingerprint", "duration"),
+    "runbook_host_key_rejected": ("run", "runbook", "host", "fingerprint", "detail"),
+    "runbook_finished": ("run", "runbook", "outcome", "counts"),
+    "runbook_interrupted": ("run", "runbook", "hosts"),
+    # postmortem follow-up (`bot.postmortem.actions`, `bot.postmortem.followup`)
+    "action_added": ("item", "text", "owner", "due"),
+    "action_done": ("item", "text"),
+    "postmortem_drafted": ("template", "path", "file"),
+    "postmortem_done": ("reminders",),
 }
 
 

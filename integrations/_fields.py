@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -62,6 +63,7 @@ _ISO8601 = re.compile(
 )
 # Go's zero time (at UTC): what Alertmanager and Grafana send for "not set".
 _GO_ZERO = datetime(1, 1, 1)
+_GO_ZERO_TEXT = "0001-01-01T00:00:00Z"
 
 
 class Problems:
@@ -154,6 +156,18 @@ def first_line(text: str) -> str:
 # -- text -----------------------------------------------------------------------------------
 
 
+def _plain(value: object, limit: int | None) -> bool:
+    """Whether `value` is a string that passes every check at once: ASCII without NUL and
+    within `limit`. The readers take this fast path first (most of what monitoring sends is
+    plain ASCII) and build an error path only for what fails it."""
+    return (
+        isinstance(value, str)
+        and (limit is None or len(value) <= limit)
+        and value.isascii()
+        and "\x00" not in value
+    )
+
+
 def text_problem(text: str) -> str | None:
     """Why `text` cannot be kept as text (NUL, lone surrogate), or None if it can."""
     if "\x00" in text:
@@ -219,6 +233,8 @@ def string_field(
         if required:
             problems.add(child(path, key), "is required" + ("; got null" if key in obj else ""))
         return None
+    if _plain(value, limit) and (empty_ok or cast(str, value).strip()):
+        return cast(str, value)
     return check_string(value, child(path, key), problems, limit=limit, empty_ok=empty_ok)
 
 
@@ -233,9 +249,11 @@ def choice_field(
 ) -> str | None:
     """The string at `obj[key]` if it is one of `choices` (compared exactly)."""
     allowed = tuple(choices)
+    value = obj.get(key)
+    if isinstance(value, str) and value in allowed:
+        return value
     options = ", ".join(allowed)
     where = child(path, key)
-    value = obj.get(key)
     if value is None:
         if required:
             problems.add(where, f"is required: one of {options}")
@@ -290,6 +308,12 @@ def string_map(
     result: dict[str, str] = {}
     valid = True
     for name, raw in obj.items():
+        if _plain(name, MAX_LABEL_NAME) and name and name.isprintable():
+            if lenient and isinstance(raw, str):
+                raw = shorten(raw, MAX_LABEL_VALUE)
+            if _plain(raw, MAX_LABEL_VALUE):
+                result[name] = cast(str, raw)
+                continue
         if not isinstance(name, str):  # json.loads never does this; a caller might
             problems.add(where, f"has a name that is not a string ({json_type(name)})")
             valid = False
@@ -354,12 +378,14 @@ def time_field(
     text = string_field(obj, key, path, problems)
     if text is None:
         return None
-    where = child(path, key)
     pattern, example = (
         (_ISO8601, "2015-07-17T08:42:58.315+0000")
         if iso8601
         else (_RFC3339, "2024-05-01T12:00:00Z")
     )
+    if text == _GO_ZERO_TEXT:  # Alertmanager's "not set", in every resolved-less alert
+        return None
+    where = child(path, key)
     if not pattern.match(text):
         problems.add(where, f"must be a time like {example}; got {quote(text)}")
         return None
@@ -380,8 +406,10 @@ def time_field(
 # -- links ------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def web_link(text: str, url: str | None) -> Link | None:
-    """A link to `url` if it is an http(s) URL Firebreak can keep, else None."""
+    """A link to `url` if it is an http(s) URL Firebreak can keep, else None. (Cached: a
+    storm's alerts share their runbook and dashboard links; `Link` is immutable.)"""
     if not url or len(url) > MAX_URL or _URL_UNSAFE.search(url) or text_problem(url):
         return None
     try:

@@ -29,6 +29,8 @@ from bot.people import Person
 from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import OutboundSlack, Reply, Transport
 
+pytest_plugins = ["tests.sshd"]  # real OpenSSH sshd servers: sshd_hosts, sshd_hosts_module
+
 TOKEN = "xoxb-test-token"
 SECRET = "test-signing-secret"
 PEOPLE = {

@@ -861,6 +861,27 @@ COMMAND_PREFIXES = {
         "list",
         "help",
         "payload",
+        "action",
+        "action fix it @bob due 2026-12-01",
+        "actions",
+        "postmortem",
+        "postmortem done",
+        "postmortem template:",
+        "report",
+        "alerts",
+    ],
+    "/runbook": [
+        "",
+        "list",
+        "show",
+        "show disk-usage",
+        "run",
+        "run disk-usage",
+        "run disk-usage path=",
+        "run disk-usage hosts=",
+        "cancel",
+        "cancel R-1",
+        "help",
     ],
     "/oncall": ["", "override", "override cancel", "override cancel 1", "primary", "help"],
     "/page": ["", "@bob", "@alice", "ack", "escalate", "resolve", "schedule:primary", "user:bob"],
@@ -980,6 +1001,48 @@ def test_arbitrary_text_in_every_command_is_answered(
         declared = len(list(session.scalars(select(Incident))))
         paged = len(list(session.scalars(select(Page))))
     print(tally.report("commands") + f"; {declared} incidents and {paged} pages exist")
+    assert half_written(firebreak) == []
+
+
+# Characters that a database, a terminal or Slack treats specially: NUL (PostgreSQL
+# refuses it in text), other controls, a BOM and a combining mark, bidi overrides, escaped
+# markup. (A lone surrogate cannot travel in UTF-8, so Slack never sends one.)
+HOSTILE = [
+    "\x00",
+    "a\x00b",
+    "\x1b[31m",
+    "\x7f\x85",
+    "\ufeff\u0301",
+    "\u202e\u2066",
+    "&lt;@U0BOB&gt;",
+]
+
+
+def test_hostile_characters_after_every_command_prefix_are_answered(
+    slack: Slack, firebreak: Firebreak, world: World, logged: pytest.LogCaptureFixture
+) -> None:
+    """Every prefix of every command, followed by each hostile text, in a plain channel
+    and in an incident's: answered 200, nothing logged as a failure, nothing half-written.
+    Deterministic, so a database that refuses a character fails here on every run rather
+    than now and then in the hypothesis test above."""
+    sent = 0
+    problems: list[str] = []
+    for command, prefixes in sorted(COMMAND_PREFIXES.items()):
+        for prefix in prefixes:
+            for hostile in HOSTILE:
+                for channel in (world.general, world.channel):
+                    full = f"{prefix} {hostile}" if prefix else hostile
+                    reply, seconds = timed(
+                        slack.command, full, user="U0BOB", channel=channel, command=command
+                    )
+                    slack.settle()
+                    try:
+                        check_answer(reply, seconds, f"{command} {full!r}", logged, {200})
+                    except AssertionError as failed:
+                        problems.append(str(failed).splitlines()[0])
+                    sent += 1
+    assert problems == []
+    assert sent == 2 * len(HOSTILE) * sum(map(len, COMMAND_PREFIXES.values()))
     assert half_written(firebreak) == []
 
 

@@ -525,3 +525,34 @@ def test_whoever_acknowledges_an_alert_incidents_page_becomes_its_commander(
     assert "U0ALICE" in sandbox.channel(incident.channel_id).members
     texts = [m.text for m in sandbox.messages(incident.channel_id)]
     assert any("made <@U0ALICE> commander" in text for text in texts), texts
+
+
+def test_sqlite_writers_take_turns_in_order_pages_first_background_last() -> None:
+    """bot.db.WriteQueue (in front of SQLite's BEGIN IMMEDIATE): while one connection holds
+    its turn, a background writer, a normal one and an urgent one (a page's DM) wait; they
+    are served urgent, normal, background, whatever order they came in."""
+    from bot.db import BACKGROUND, NORMAL, URGENT, WriteQueue
+
+    queue = WriteQueue(timeout=60, patience=60)
+    served: list[str] = []
+    queue.acquire("holder")
+
+    def writer(name: str, level: int) -> None:
+        queue.acquire(name, level=level)
+        served.append(name)
+        queue.release(name)
+
+    threads = []
+    for name, level in (("background", BACKGROUND), ("normal", NORMAL), ("urgent", URGENT)):
+        thread = threading.Thread(target=writer, args=(name, level))
+        thread.start()
+        threads.append(thread)
+        while len(queue._waiting) < len(threads):  # each is queued before the next comes
+            threading.Event().wait(0.001)
+    queue.acquire("holder")  # the holder's own turn again: no deadlock with itself
+    queue.release("holder")
+    for thread in threads:
+        thread.join(timeout=30)
+    assert served == ["urgent", "normal", "background"]
+    queue.acquire("after")  # free again
+    queue.release("after")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -164,7 +166,12 @@ def test_manifest_points_every_request_url_at_slack_events(workdir: Path) -> Non
     events_url = "https://fb.example.org/slack/events"
 
     commands = manifest["features"]["slash_commands"]
-    assert [command["command"] for command in commands] == ["/incident", "/oncall", "/page"]
+    assert [command["command"] for command in commands] == [
+        "/incident",
+        "/oncall",
+        "/page",
+        "/runbook",
+    ]
     for command in commands:
         assert command["url"] == events_url
         assert command["should_escape"] is True
@@ -243,11 +250,76 @@ def test_db_upgrade_refuses_a_bad_config_before_touching_the_database(
 # -- demo and serve -----------------------------------------------------------------------
 
 
+DEMO_CHANNEL = "#inc-1-checkout-latency-above-2s"
+
+
+def play_demo(workdir: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`firebreak demo ARGS` in `workdir`, its temporary files in a directory of their own
+    (returned) so a test can see that it is left empty."""
+    temporary = workdir.parent / "demo-tmp"
+    temporary.mkdir()
+    done = run_script(["demo", *args], child_env(TMPDIR=str(temporary)), workdir, timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return done, temporary
+
+
+def check_runbook_step(out: str, temporary: Path, server: str) -> None:
+    """The demo's runbook step went through Slack to a local SSH server (`server` names
+    which) and back: bob's /runbook in the incident channel, the plan, Run, and the thread
+    reply with the host's real df output; then the server is gone and nothing is left."""
+    intro = re.search(
+        r"Runbooks run over SSH on demo-1, (.+) on 127\.0\.0\.1:(\d+): its host key "
+        r"(SHA256:\S+) is pinned in the demo's known_hosts",
+        out,
+    )
+    assert intro is not None, out[:600]
+    assert intro.group(1).startswith(server), intro.group(1)
+    port, fingerprint = int(intro.group(2)), intro.group(3)
+    request = out[
+        out.index(
+            f"bob in {DEMO_CHANNEL}: /runbook run disk-usage path=/ hosts=demo-1"
+        ) : out.index("bob presses Run")
+    ]
+    assert f"bot: posted in {DEMO_CHANNEL}: R-1: runbook disk-usage on 1 hosts" in request
+    assert "space: df -h -P -- /" in request and "inodes: df -i -P -- /" in request
+    run = out[out.index("bob presses Run under the plan of R-1") : out.index("/incident note")]
+    assert f"bot: replied in a thread in {DEMO_CHANNEL}: *R-1* running" in run
+    reply = run[run.index(f"The thread reply under the plan in {DEMO_CHANNEL} reads:") :]
+    assert "*R-1* finished: *succeeded*" in reply
+    assert "`demo-1` succeeded space=0 inodes=0" in reply
+    # The host's own df, run over SSH: the same file system as df here shows for /.
+    here = subprocess.run(
+        ["df", "-h", "-P", "--", "/"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert f"demo-1 | {here[0]}" in reply  # the header line, exactly
+    device = here[1].split()[0]
+    assert re.search(rf"^ +demo-1 \| {re.escape(device)} .* /$", reply, re.MULTILINE), reply
+    assert re.search(r"^ +demo-1 \| Filesystem +Inodes +IUsed", reply, re.MULTILINE), reply
+    # The timeline has the run, with the fingerprint of the key the demo pinned.
+    timeline = out[out.index("Timeline of INC-1") :]
+    facts = [
+        "@alice made @bob ops",
+        "@bob requested runbook disk-usage (R-1): Disk usage on demo-1 (risk low)",
+        "@bob confirmed runbook disk-usage (R-1)",
+        "runbook disk-usage (R-1) started on demo-1 (requested by @bob)",
+        "runbook disk-usage (R-1) on demo-1: succeeded in",
+        "runbook disk-usage (R-1) finished: succeeded (1 succeeded)",
+        "@bob added a note",
+    ]
+    positions = [timeline.index(fact) for fact in facts]
+    assert positions == sorted(positions), "the run's facts are in order"
+    assert f"host key {fingerprint}" in timeline
+    # The server stopped with the demo, and its keys, config and database went with it.
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+    assert list(temporary.iterdir()) == [], "the demo's temporary files are removed"
+
+
 def test_demo_plays_a_whole_incident(workdir: Path) -> None:
-    done = run_script(["demo"], child_env(), workdir, timeout=60)
-    assert done.returncode == 0, done.stderr
+    done, temporary = play_demo(workdir)
     out = done.stdout
-    channel = "#inc-1-checkout-latency-above-2s"
+    channel = DEMO_CHANNEL
     # The story starts from monitoring: Alertmanager's webhook opens the incident and pages.
     alert_step = out[out.index("Alertmanager posts a firing alert") : out.index("does not answer")]
     assert "bot: sent @carol a direct message: You are paged: Checkout latency above 2s" in (
@@ -269,6 +341,14 @@ def test_demo_plays_a_whole_incident(workdir: Path) -> None:
     pin_step = out[out.index("alice reacts with :pushpin:") : out.index("/incident status")]
     assert f"bot: read the pinned message in {channel}" in pin_step
     assert "@alice resolved the incident: Rolled back the bad deploy" in out
+    # It ends with the postmortem draft: uploaded, saved, its path and first lines printed.
+    assert f"bot: uploaded INC-1.md to {channel}" in out
+    draft = workdir / "postmortems" / "INC-1.md"
+    assert f"Postmortem draft written to {draft.resolve()}; its first lines:" in out
+    assert "    # INC-1: Checkout latency above 2s" in out
+    assert "- [ ] Alert on p99 before the error rate (owner: bob), due 2026-12-01" in (
+        draft.read_text(encoding="utf-8")
+    )
     assert f"set the topic of {channel}: SEV1 · resolved" in out
     timeline = out[out.index("Timeline of INC-1") :]
     facts = [
@@ -289,9 +369,44 @@ def test_demo_plays_a_whole_incident(workdir: Path) -> None:
     positions = [timeline.index(fact) for fact in facts]
     assert positions == sorted(positions), "the timeline is in order"
     assert "failed" not in out and "✗" not in out
-    assert out.rstrip().endswith("each fact in its timeline.")
-    assert not list(workdir.iterdir()), "the demo leaves nothing behind"
-    assert "Traceback" not in done.stderr, done.stderr
+    assert out.rstrip().endswith(
+        "a runbook ran over SSH with its output in the channel, each fact in its timeline, "
+        "and its postmortem drafted."
+    )
+    leftovers = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*"))
+    assert leftovers == ["postmortems", "postmortems/INC-1.md"], "only the draft it wrote is left"
+    # By default the runbook runs on OpenSSH's sshd where it is installed (CI installs it).
+    if os.access("/usr/sbin/sshd", os.X_OK):
+        check_runbook_step(out, temporary, "OpenSSH's sshd (/usr/sbin/sshd)")
+    elif os.environ.get("CI") or os.environ.get("FIREBREAK_REQUIRE_SSHD") == "1":
+        pytest.fail("/usr/sbin/sshd is missing (required: CI or FIREBREAK_REQUIRE_SSHD=1)")
+    else:
+        check_runbook_step(
+            out, temporary, "the sandbox's SSH server on paramiko (OpenSSH's sshd is not installed"
+        )
+
+
+def test_demo_runs_its_runbook_on_the_paramiko_server_when_told(workdir: Path) -> None:
+    """The fallback for machines without sshd, forced: the same story, the same runbook
+    output in the incident channel's thread, from the sandbox's paramiko SSH server."""
+    done, temporary = play_demo(workdir, "--ssh-server", "paramiko")
+    out = done.stdout
+    check_runbook_step(
+        out, temporary, "the sandbox's SSH server on paramiko (--ssh-server paramiko)"
+    )
+    assert "OpenSSH's sshd" not in out
+    assert "failed" not in out and "✗" not in out
+    assert f"bot: uploaded INC-1.md to {DEMO_CHANNEL}" in out
+    leftovers = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*"))
+    assert leftovers == ["postmortems", "postmortems/INC-1.md"]
+
+
+def test_demo_refuses_an_unknown_ssh_server(workdir: Path) -> None:
+    done = run_script(["demo", "--ssh-server", "telnet"], child_env(), workdir)
+    assert done.returncode == 2
+    assert "'telnet' is not one of 'auto', 'openssh', 'paramiko'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(workdir.iterdir()) == []
 
 
 def test_serve_with_a_malformed_config_exits_without_listening(workdir: Path) -> None:

@@ -205,3 +205,24 @@ def test_the_scan_reads_call_forms_and_channel_types() -> None:
 def test_the_sandbox_knows_the_scope_of_every_method_it_emulates() -> None:
     assert set(METHODS) == set(METHOD_SCOPES)
     assert set(WIDENING) <= set(METHOD_SCOPES)
+
+
+def test_every_slash_command_the_app_listens_to_is_in_the_manifest() -> None:
+    """A command missing from the manifest never reaches Firebreak; one listed but not
+    listened to would answer nothing."""
+    listened = set()
+    for path in sorted((ROOT / "bot" / "slack").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "command"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                listened.add(node.args[0].value)
+    manifest = build_manifest("https://firebreak.example.com")
+    listed = {command["command"] for command in manifest["features"]["slash_commands"]}
+    assert listened == listed == {"/incident", "/oncall", "/page", "/runbook"}
+    (runbook,) = [command for command in SLASH_COMMANDS if command["command"] == "/runbook"]
+    assert "run <id> key=value" in runbook["usage_hint"]

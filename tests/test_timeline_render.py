@@ -45,6 +45,30 @@ SAMPLES: dict[str, Any] = {
     "source": "alertmanager",
     "summary": "Error rate above 5% on checkout",
     "group": 4,
+    "run": 12,
+    "runbook": "disk-usage",
+    "risk": "high",
+    "hosts": ["web-1", "web-2"],
+    "reason": "U0BOB holds none of the roles commander, ops",
+    "needs_approval": True,
+    "requester": "U0BOB",
+    "approver": "U0CAROL",
+    "running": True,
+    "host": "web-1",
+    "exit_code": 3,
+    "duration": 1.25,
+    "outcome": "failed",
+    "rollback": False,
+    "fingerprint": "SHA256:q2Zx8oVf1Vb0Xz",
+    "detail": "the host key differs from the pinned one",
+    "counts": {"succeeded": 1, "failed": 1},
+    "item": 5,
+    "owner": "U0BOB",
+    "due": "2026-12-01",
+    "template": "default",
+    "path": "postmortems/INC-7.md",
+    "file": "F0123ABC",
+    "reminders": 2,
 }
 
 
@@ -152,3 +176,22 @@ def test_channel_posts_read_as_sentences() -> None:
     assert terminal.sentence(failed) == (
         "P-3: slack to alice failed for good after 5 tries: user_not_found"
     )
+
+
+def test_runbook_facts_say_which_run_host_step_and_outcome() -> None:
+    assert terminal.sentence(event("runbook_step_finished", step="status")) == (
+        "runbook disk-usage (R-12) on web-1: step status failed (exit 3, 1.2s)"
+    )
+    assert terminal.sentence(event("runbook_finished")) == (
+        "runbook disk-usage (R-12) finished: failed (1 failed, 1 succeeded)"
+    )
+    assert slack.sentence(event("runbook_approved", actor="U0CAROL")) == (
+        "<@U0CAROL> approved runbook disk-usage (R-12) requested by <@U0BOB>"
+    )
+    started = terminal.sentence(event("runbook_started", approver=None))
+    assert started == ("runbook disk-usage (R-12) started on web-1, web-2 (requested by U0BOB)")
+    rejected = slack.post(event("runbook_host_key_rejected"))
+    assert rejected.startswith(":rotating_light: SECURITY: runbook disk-usage (R-12): host key")
+    assert "SHA256:q2Zx8oVf1Vb0Xz" in rejected and "nothing ran there" in rejected
+    rollback = terminal.sentence(event("runbook_step_finished", rollback=True, exit_code=None))
+    assert "rollback step 2 failed (no exit code, 1.2s)" in rollback

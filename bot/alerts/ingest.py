@@ -26,13 +26,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import timeline
+from bot.alerts import bulk
 from bot.alerts.model import Alert, Batch
 from bot.alerts.records import FIRING, OPEN, RESOLVED, AlertGroup, AlertStorm, StoredAlert
 from bot.alerts.routing import AlertRoute, route_for
@@ -72,8 +73,9 @@ class Storm:
 
 @dataclass
 class Ingested:
-    """What one batch did. `events` are the alert facts recorded in an incident's timeline
-    (the channel hears about them); `outcomes` the page changes (acknowledged, resolved)."""
+    """What one batch did. `facts` counts the alert facts recorded in the group's timeline
+    (`alert_fired`, `alert_resolved`); `outcomes` are the page changes (acknowledged,
+    resolved)."""
 
     group_id: int | None = None
     group_created: bool = False
@@ -86,7 +88,7 @@ class Ingested:
     incident_created: bool = False
     incident_resolved: Change | None = None
     outcomes: list[Outcome] = field(default_factory=list)
-    events: list[TimelineEvent] = field(default_factory=list)
+    facts: int = 0
     storm: Storm | None = None  # set for the first group a storm held back in its window
     suppressed: bool = False  # the new group's page was held back by its route's limit
     group_resolved: bool = False
@@ -323,8 +325,14 @@ def _store_all(
 ) -> None:
     """Insert, update or resolve the batch's alert rows (the group is locked: no race here).
 
-    One SELECT finds the batch's firing rows, new rows and their timeline facts go out in one
-    flush: a webhook of a hundred alerts costs a few round trips, not hundreds.
+    A webhook of a hundred alerts costs a few statements, not hundreds: one SELECT finds
+    the batch's firing rows, the new rows go out in one INSERT (which returns their ids)
+    and their timeline facts in another. Both INSERTs are Core statements on the mapped
+    tables (the same columns, types and constraints as the ORM's), because building an ORM
+    object per alert and per fact was most of a webhook's time under a storm; on PostgreSQL
+    they take the rows as arrays, one short statement whatever the batch's size
+    (`bot.alerts.bulk`). The rows that change (repeats, resolutions) stay ORM objects,
+    flushed with the transaction.
     """
     fingerprints = [alert.fingerprint for alert in batch.alerts]
     firing = {
@@ -341,7 +349,10 @@ def _store_all(
         a.fingerprint for a in batch.alerts if a.status != FIRING and a.fingerprint not in firing
     ]
     resolved_before = _resolved_fingerprints(session, group, unseen) if unseen else set()
-    facts: list[tuple[str, StoredAlert]] = []
+    fresh: list[dict[str, Any]] = []  # rows to insert
+    # The facts to record, in the batch's order: (kind, alert id, or -1 - its index in
+    # `fresh` until the INSERT gives it an id, summary).
+    facts: list[tuple[str, int, str]] = []
     for alert in batch.alerts:
         row = firing.get(alert.fingerprint)
         if alert.status == FIRING:
@@ -350,26 +361,74 @@ def _store_all(
                 row.count += 1
                 result.repeated += 1
                 continue
-            row = _row(group, alert, now)
-            session.add(row)
+            facts.append(("alert_fired", -1 - len(fresh), alert.summary))
+            fresh.append(_values(group, alert, now))
             result.new += 1
-            facts.append(("alert_fired", row))
         elif row is None:
             if alert.fingerprint in resolved_before:
                 result.repeated += 1
                 continue
-            row = _row(group, alert, now)  # resolved before we saw it fire: recorded as such
-            row.status, row.resolved_at = RESOLVED, alert.ends_at or now
-            session.add(row)
+            values = _values(group, alert, now)  # resolved before we saw it fire: recorded
+            values["status"], values["resolved_at"] = RESOLVED, alert.ends_at or now
+            fresh.append(values)
         else:
             _refresh(row, alert, now)
             row.status, row.resolved_at = RESOLVED, alert.ends_at or now
             result.resolved += 1
-            facts.append(("alert_resolved", row))
-    session.flush()  # the new rows' ids, for their facts
-    for kind, row in facts:
-        _fact(session, group, row, kind, batch, now, result)
-    session.flush()
+            facts.append(("alert_resolved", row.id, row.summary))
+    if fresh:
+        ids = _insert_alerts(session, fresh)
+        facts = [(kind, ids[-1 - ref] if ref < 0 else ref, text) for kind, ref, text in facts]
+    _record_facts(session, group, batch, now, facts, result)
+
+
+def _insert_alerts(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert the rows in one statement (`bulk.insert_rows`); their ids, in the order of
+    `rows`. The ids come back with their fingerprints, distinct within a batch (as the
+    parsers require), so no order of RETURNING is relied on."""
+    table = cast(Table, StoredAlert.__table__)
+    returned = bulk.insert_rows(session, table, rows, returning=("id", "fingerprint"))
+    ids = {fingerprint: int(row_id) for row_id, fingerprint in returned}
+    return [ids[row["fingerprint"]] for row in rows]
+
+
+def _record_facts(
+    session: Session,
+    group: AlertGroup,
+    batch: Batch,
+    now: datetime,
+    facts: list[tuple[str, int, str]],
+    result: Ingested,
+) -> None:
+    """Each alert's fact in its incident's (or page's) timeline, in one INSERT; a group
+    with neither (no route, or held back by a storm) keeps its history in its alert rows.
+
+    These are `bot.timeline.record`'s rows (an append-only `TimelineEvent` each, same
+    kinds, data keys and transaction), written in one INSERT (`bulk.insert_rows`)."""
+    if not facts or (group.incident_id is None and group.page_id is None):
+        return
+    for kind, _, _ in facts:
+        if kind not in timeline.KINDS:  # what timeline.record checks
+            raise ValueError(f"unknown timeline event kind {kind!r}")
+    rows = [
+        {
+            "incident_id": group.incident_id,
+            "page_id": group.page_id,
+            "kind": kind,
+            "actor": batch.source,
+            "occurred_at": now,
+            "data": {
+                "alert": alert_id,
+                "source": batch.source,
+                "summary": summary,
+                "group": group.id,
+            },
+            "dedup_key": None,
+        }
+        for kind, alert_id, summary in facts
+    ]
+    bulk.insert_rows(session, cast(Table, TimelineEvent.__table__), rows)
+    result.facts += len(rows)
 
 
 def _resolved_fingerprints(
@@ -383,21 +442,23 @@ def _resolved_fingerprints(
     return set(session.scalars(query))
 
 
-def _row(group: AlertGroup, alert: Alert, now: datetime) -> StoredAlert:
-    return StoredAlert(
-        group_id=group.id,
-        fingerprint=alert.fingerprint,
-        status=FIRING,
-        summary=alert.summary,
-        labels=dict(alert.labels),
-        annotations=dict(alert.annotations),
-        links=_links(alert),
-        starts_at=alert.starts_at,
-        ends_at=alert.ends_at,
-        first_seen_at=now,
-        last_seen_at=now,
-        count=1,
-    )
+def _values(group: AlertGroup, alert: Alert, now: datetime) -> dict[str, Any]:
+    """A new firing alert row's column values."""
+    return {
+        "group_id": group.id,
+        "fingerprint": alert.fingerprint,
+        "status": FIRING,
+        "summary": alert.summary,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "links": _links(alert),
+        "starts_at": alert.starts_at,
+        "ends_at": alert.ends_at,
+        "first_seen_at": now,
+        "last_seen_at": now,
+        "resolved_at": None,
+        "count": 1,
+    }
 
 
 def _refresh(row: StoredAlert, alert: Alert, now: datetime) -> None:
@@ -410,33 +471,6 @@ def _refresh(row: StoredAlert, alert: Alert, now: datetime) -> None:
 
 def _links(alert: Alert) -> dict[str, Any]:
     return {"links": [{"text": link.text, "url": link.url} for link in alert.links]}
-
-
-def _fact(
-    session: Session,
-    group: AlertGroup,
-    row: StoredAlert,
-    kind: str,
-    batch: Batch,
-    now: datetime,
-    result: Ingested,
-) -> None:
-    """The alert's fact in its incident's (or page's) timeline; a group with neither (no
-    route, or held back by a storm) keeps its history in its alert rows only."""
-    if group.incident_id is None and group.page_id is None:
-        return
-    event = timeline.record(
-        session,
-        kind,
-        now=now,
-        actor=batch.source,
-        incident_id=group.incident_id,
-        page_id=group.page_id,
-        data={"alert": row.id, "source": batch.source, "summary": row.summary, "group": group.id},
-        flush=False,
-    )
-    if event is not None:
-        result.events.append(event)
 
 
 def _still_firing(session: Session, group: AlertGroup) -> bool:
@@ -516,10 +550,23 @@ def alerts_of_incident(session: Session, incident_id: int) -> list[tuple[AlertGr
     return [(group, alert) for group, alert in session.execute(query).all()]
 
 
-def alerts_of_group(session: Session, group_id: int) -> list[StoredAlert]:
+def alerts_of_group(
+    session: Session, group_id: int, *, limit: int | None = None
+) -> list[StoredAlert]:
+    """The group's alerts, firing first, oldest first; the first `limit` of them if given
+    (the summary message shows 20 of a storm's hundreds and counts the rest)."""
     query = (
         select(StoredAlert)
         .where(StoredAlert.group_id == group_id)
         .order_by((StoredAlert.status == FIRING).desc(), StoredAlert.id)
     )
-    return list(session.scalars(query))
+    return list(session.scalars(query if limit is None else query.limit(limit)))
+
+
+def group_counts(session: Session, group_id: int) -> tuple[int, int]:
+    """(firing, all) alerts of the group, counted by the database."""
+    query = select(func.count().filter(StoredAlert.status == FIRING), func.count()).where(
+        StoredAlert.group_id == group_id
+    )
+    firing, total = session.execute(query).one()
+    return int(firing or 0), int(total or 0)

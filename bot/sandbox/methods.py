@@ -11,6 +11,7 @@ from typing import Any
 
 from bot.sandbox.args import Args, paginate
 from bot.sandbox.blocks import message_blocks, modal_view
+from bot.sandbox.files import complete_upload_external, get_upload_url_external
 from bot.sandbox.render import channel_json, message_json, user_json
 from bot.sandbox.state import (
     MAX_PURPOSE,
@@ -439,4 +440,6 @@ METHODS: dict[str, Method] = {
     "views.open": views_open,
     "views.push": views_push,
     "views.update": views_update,
+    "files.getUploadURLExternal": get_upload_url_external,
+    "files.completeUploadExternal": complete_upload_external,
 }

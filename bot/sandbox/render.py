@@ -74,6 +74,11 @@ def message_json(post: Post, ws: Workspace) -> dict[str, Any]:
         body["thread_ts"] = post.thread_ts
     if post.edited:
         body["edited"] = {"user": post.user, "ts": post.ts}
+    if post.files:
+        from bot.sandbox.files import file_json
+
+        body["files"] = [file_json(ws.files[f], ws) for f in post.files if f in ws.files]
+        body["upload"] = True
     if post.reactions:
         body["reactions"] = [
             {"name": name, "users": list(users), "count": len(users)}

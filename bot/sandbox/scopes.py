@@ -67,6 +67,8 @@ METHOD_SCOPES: dict[str, str | PerType | None] = {
     "views.open": None,
     "views.push": None,
     "views.update": None,
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
 }
 
 # Scopes that widen what a method may do, needed wherever the method is used that way.

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from bot.manifest import BOT_SCOPES
 from bot.sandbox.args import Args
 from bot.sandbox.faults import Fault
+from bot.sandbox.files import UPLOAD, UPLOAD_PATH, receive_upload
 from bot.sandbox.methods import METHODS
 from bot.sandbox.response_urls import ResponseTarget, respond
 from bot.sandbox.scopes import check_scopes
@@ -26,6 +27,7 @@ from bot.sandbox.state import (
     Channel,
     Conversation,
     Ephemeral,
+    File,
     Message,
     ResponseUrlPost,
     SlackError,
@@ -79,6 +81,8 @@ class SlackSandbox:
             )
             thread.start()
             self._server, self._thread = server, thread
+            with self._lock:
+                self._ws.upload_base = f"http://{self.host}:{self.port}"
         return self
 
     def stop(self) -> None:
@@ -202,6 +206,27 @@ class SlackSandbox:
                 for e in self._ws.ephemerals
                 if channel_id in (None, e.channel) and user in (None, e.user)
             ]
+
+    def files(self, channel_id: str | None = None) -> list[File]:
+        """Files of the external upload flow (completed or not), or those shared in a channel."""
+        with self._lock:
+            return [
+                copy.deepcopy(f)
+                for f in self._ws.files.values()
+                if channel_id is None or channel_id in f.channels
+            ]
+
+    @property
+    def upload_url_ttl(self) -> float:
+        """Seconds an upload URL from files.getUploadURLExternal stays good (Slack's are
+        short-lived); set it lower to test an expired URL."""
+        with self._lock:
+            return self._ws.upload_url_ttl
+
+    @upload_url_ttl.setter
+    def upload_url_ttl(self, seconds: float) -> None:
+        with self._lock:
+            self._ws.upload_url_ttl = seconds
 
     def views(self) -> list[View]:
         with self._lock:
@@ -333,6 +358,32 @@ class SlackSandbox:
             traceback.print_exc(file=sys.stderr)
             return 500, {"ok": False, "error": "sandbox_internal_error"}, {}
 
+    def handle_upload(
+        self, token: str, content_type: str, body: bytes
+    ) -> tuple[int, str, dict[str, str]]:
+        """The upload URL (Slack's file upload service): plain text answers, logged as calls
+        of the method `upload` (the content is not logged, only its length)."""
+        fault = self._take_fault(UPLOAD)
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
+        with self._lock:
+            if fault is not None and fault.breaks_call:
+                status, answer, headers = fault.answer()
+                text = json.dumps(answer)
+            else:
+                status, text = receive_upload(self._ws, token, content_type, body)
+                headers = {}
+            self._calls.append(
+                Call(
+                    UPLOAD,
+                    {"length": len(body)},
+                    status,
+                    {"ok": status == 200, "text": text},
+                    time.time(),
+                )
+            )
+        return status, text, headers
+
     # control endpoints -----------------------------------------------------------------
     def handle_control(self, verb: str, path: str, content_type: str, body: bytes) -> Answer:
         ok: dict[str, Any] = {"ok": True}
@@ -441,7 +492,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length > 0 else b""
         content_type = self.headers.get("Content-Type") or ""
         sandbox = self.server.sandbox
-        if url.path.startswith("/api/"):
+        if url.path.startswith(UPLOAD_PATH) and verb == "POST":
+            token = url.path.removeprefix(UPLOAD_PATH).strip("/")
+            status, text, headers = sandbox.handle_upload(token, content_type, body)
+            self._send_text(status, text, headers)
+        elif url.path.startswith("/api/"):
             method = url.path.removeprefix("/api/").strip("/")
             authorization = self.headers.get("Authorization")
             self._send(*sandbox.handle_api(method, url.query, content_type, body, authorization))
@@ -453,6 +508,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(400, {"ok": False, "error": f"bad_request: {err}"}, {})
         else:
             self._send(404, {"ok": False, "error": "not_found"}, {})
+
+    def _send_text(self, status: int, text: str, headers: dict[str, str]) -> None:
+        data = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
 
     def _send(self, status: int, body: Any, headers: dict[str, str]) -> None:
         data = json.dumps(body).encode("utf-8")

@@ -65,6 +65,26 @@ class Message:
     thread_ts: str | None
     edited: bool
     reactions: dict[str, list[str]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)  # ids of files shared with the message
+
+
+@dataclass
+class File:
+    """A file of the external upload flow (files.getUploadURLExternal, the upload URL,
+    files.completeUploadExternal); `content` is None until the upload URL received it."""
+
+    id: str
+    name: str
+    length: int
+    upload_token: str
+    url_expires: float
+    created: int
+    user: str
+    title: str = ""
+    content: bytes | None = None
+    completed: bool = False
+    channels: list[str] = field(default_factory=list)
+    snippet_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +130,7 @@ class Post:
     thread_ts: str | None = None
     edited: bool = False
     reactions: dict[str, list[str]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
 
     def public(self) -> Message:
         return Message(
@@ -121,6 +142,7 @@ class Post:
             thread_ts=self.thread_ts,
             edited=self.edited,
             reactions={name: list(users) for name, users in self.reactions.items()},
+            files=list(self.files),
         )
 
 
@@ -190,6 +212,10 @@ class Workspace:
         self.views: dict[str, View] = {}
         self.ephemerals: list[Ephemeral] = []
         self.responses: list[ResponseUrlPost] = []
+        self.files: dict[str, File] = {}
+        # Where upload URLs point (set by the server once it listens), and how long they live.
+        self.upload_base = ""
+        self.upload_url_ttl = 600.0
         self._counters: dict[str, int] = {}
         self._last_ts_us = 0
         self.add_user(User(bot_user_id, "firebreak", "Firebreak", is_bot=True))

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import outbox
@@ -48,8 +49,11 @@ def enqueue(session: Session, config: FileConfig, result: Ingested, *, now: date
     queued: list[int] = []
     if result.incident_id is not None and result.group_id is not None:
         if result.group_created or result.changed_alerts:
+            waiting = _summary_waiting(session, result.incident_id, result.group_id)
             queued.append(
-                outbox.enqueue(
+                waiting
+                if waiting is not None
+                else outbox.enqueue(
                     session,
                     ALERTS,
                     {"group": result.group_id},
@@ -77,6 +81,28 @@ def enqueue(session: Session, config: FileConfig, result: Ingested, *, now: date
         body = {"channel": config.slack.announce_channel, "text": storm_notice(result)}
         queued.append(outbox.enqueue(session, outbox.POST, body, now=now))
     return queued
+
+
+def _summary_waiting(session: Session, incident_id: int, group_id: int) -> int | None:
+    """The group's summary item if one is queued and not yet taken by a sender: it renders
+    the group from the database when it is sent, so it will show this batch too, and a
+    storm of webhooks into one group edits the message once, not once each.
+
+    The row is locked: a sender claiming it waits for this transaction, and one that
+    claimed it first has made it `sending` (not matched here), so a new item is queued."""
+    query = (
+        select(outbox.OutboxItem)
+        .where(
+            outbox.OutboxItem.kind == ALERTS,
+            outbox.OutboxItem.incident_id == incident_id,
+            outbox.OutboxItem.status.in_(("pending", "retry")),
+        )
+        .with_for_update()
+    )
+    for item in session.scalars(query):
+        if item.body.get("group") == group_id:
+            return item.id
+    return None
 
 
 def _page_posts(
@@ -124,7 +150,9 @@ def send_summary(db: Database, client: WebClient, clock: Clock, group_id: int) -
         channel = incidents.get(session, group.incident_id).channel_id
         if channel is None:
             raise ChannelNotReady(f"INC-{group.incident_id} has no channel yet")
-        text, blocks = summary(group, ingest.alerts_of_group(session, group_id))
+        shown = ingest.alerts_of_group(session, group_id, limit=MAX_SHOWN)
+        firing, total = ingest.group_counts(session, group_id)
+        text, blocks = summary(group, shown, firing=firing, total=total)
         ts = group.summary_ts
     if ts is not None:
         client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
@@ -141,18 +169,20 @@ def send_summary(db: Database, client: WebClient, clock: Clock, group_id: int) -
     db.retrying(save)
 
 
-def summary(group: AlertGroup, alerts: Sequence[StoredAlert]) -> tuple[str, list[dict[str, Any]]]:
-    """The alert summary of one group: title, counts, and each alert with labels and links."""
-    firing = sum(1 for alert in alerts if alert.status == FIRING)
+def summary(
+    group: AlertGroup, alerts: Sequence[StoredAlert], *, firing: int, total: int
+) -> tuple[str, list[dict[str, Any]]]:
+    """The alert summary of one group: title, counts (`firing` of `total`), and the first
+    MAX_SHOWN of `alerts` (firing first) with labels and links; the rest are counted."""
     state = f"{firing} firing" if firing else "all resolved"
-    head = f"Alerts from {group.source}: {escape(group.title)} ({state}, {len(alerts)} in all)"
+    head = f"Alerts from {group.source}: {escape(group.title)} ({state}, {total} in all)"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{head}*"[:3000]}}
     ]
     for alert in alerts[:MAX_SHOWN]:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": alert_line(alert)}})
-    if len(alerts) > MAX_SHOWN:
-        more = len(alerts) - MAX_SHOWN
+    if total > MAX_SHOWN:
+        more = total - MAX_SHOWN
         blocks.append(
             {
                 "type": "context",

@@ -78,6 +78,10 @@ class IncidentChannels:
     def open(self, incident_id: int, requester: str) -> Setup:
         """Run the setup steps still to do, under the incident's lock.
 
+        Whether anything is left to do is decided under the lock, from `set_up_at`: of two
+        runs that race (the declaring worker and the reconcile pass), the second finds the
+        incident set up and calls Slack no more.
+
         When the database fails under a step (or the lock is lost with its connection, see
         `bot.locks`), the lock is taken again and the steps still to do are run again from
         the incident's row, OPEN_ATTEMPTS times in all; then the error (`bot.db.unavailable`)
@@ -103,6 +107,12 @@ class IncidentChannels:
             with self.db.session_scope() as session:
                 incident = service.get(session, incident_id)
                 declarer, reference = incident.declared_by, incident.reference
+                finished = incident.channel_id if incident.set_up_at is not None else None
+            if finished is not None:
+                # Set up while this run waited for the lock: the incident's own setup and
+                # the leader's reconcile pass (which chose it before the lock, while
+                # `set_up_at` was NULL) both get here; only the first may call Slack.
+                return Setup(incident_id, reference, finished)
             channel_id = self._ensure_channel(incident_id, held)
             self._step(
                 incident_id,

@@ -6,11 +6,13 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.slack import blocks, flows, grammar, payloads
+from bot.slack import blocks, flows, grammar, payloads, postmortem
 from bot.slack.context import ListenerContext
 
 
 def register(app: App, ctx: ListenerContext) -> None:
+    postmortem.register(app, ctx)  # the draft and action item buttons
+
     @app.command("/incident")
     @payloads.answered
     def incident_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
@@ -44,6 +46,20 @@ def register(app: App, ctx: ListenerContext) -> None:
                             user=user,
                             key=key,
                             reply=respond,
+                        ),
+                        respond,
+                    )
+                )
+            case (
+                grammar.Postmortem()
+                | grammar.PostmortemDone()
+                | grammar.AddAction()
+                | (grammar.ListActions() | grammar.ShowReport())
+            ):
+                ctx.workers.submit(
+                    flows.guarded(
+                        lambda: postmortem.dispatch(
+                            ctx, parsed, channel=channel, user=user, reply=respond
                         ),
                         respond,
                     )

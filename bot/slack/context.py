@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 
@@ -14,6 +15,9 @@ from bot.pager import Pager
 from bot.slack.channels import IncidentChannels
 from bot.slack.outbox import SlackOutbox
 from bot.workers import WorkerPool
+
+if TYPE_CHECKING:
+    from bot.slack.runbook_runner import RunbookRunner
 
 
 @dataclass(frozen=True)
@@ -27,3 +31,4 @@ class ListenerContext:
     jobs: JobRunner
     clock: Clock
     outbox: SlackOutbox
+    runbooks: RunbookRunner | None = None  # /runbook: catalogue, SSH, executor

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from slack_bolt import Ack
+from slack_bolt import Ack, Respond
 from sqlalchemy.orm import Session
 
 from bot import db, outbox
@@ -100,6 +100,7 @@ def in_channel(
             else:
                 change = _apply(session, ctx, incident, command, user)
                 if change.event is not None:
+                    _follow_up(session, ctx, change)
                     queued = _enqueue_posts(session, ctx, change, channel, command)
     except IncidentError as error:
         answer = {"text": str(error)}
@@ -129,11 +130,25 @@ def _enqueue_posts(
     """The channel post of a change, and the refresh of topic and summary it calls for."""
     assert change.event is not None
     now, incident_id = ctx.clock(), change.incident.id
-    body = {"channel": channel, "text": timeline_text.post(change.event)}
+    body: dict[str, Any] = {"channel": channel, "text": timeline_text.post(change.event)}
+    if change.event.kind == "resolved":  # with its "Postmortem draft" button
+        from bot.slack.postmortem import resolve_blocks
+
+        body["blocks"] = resolve_blocks(body["text"], incident_id)
     queued = [outbox.enqueue(session, outbox.POST, body, now=now, incident_id=incident_id)]
     if isinstance(command, REFRESHING):
         queued.append(outbox.enqueue(session, outbox.REFRESH, {}, now=now, incident_id=incident_id))
     return queued
+
+
+def _follow_up(session: Session, ctx: ListenerContext, change: Change) -> None:
+    """Resolving arms the postmortem's reminders, reopening cancels them (same transaction)."""
+    assert change.event is not None
+    if change.event.kind in ("resolved", "reopened"):
+        from bot.postmortem import followup
+
+        section = ctx.config.postmortem
+        followup.sync(session, change.incident, due=section.due, zone=section.zone)
 
 
 def _apply(
@@ -193,6 +208,31 @@ def acknowledge(
         return None
     ack()
     return parsed
+
+
+def numbered_button(
+    ctx: ListenerContext,
+    name: str,
+    *,
+    what: str,
+    prefix: str,
+    act: Callable[[int, str, Respond], None],
+) -> Callable[..., None]:
+    """The listener of a button whose value numbers what it acts on (`prefix`N; `what`
+    names it when the value is malformed): it reads the presser and the response URL,
+    acknowledges, and runs `act(number, user, respond)` on the worker pool, guarded.
+    `name`: the listener's name, `{name}_pressed`."""
+
+    @payloads.answered
+    def pressed(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+        user = payloads.slack_id(body, "user.id")
+        number = payloads.number(action, "value", what=what, prefix=prefix)
+        payloads.response_url(body)
+        ack()
+        ctx.workers.submit(guarded(lambda: act(number, user, respond), respond))
+
+    pressed.__name__ = f"{name}_pressed"
+    return pressed
 
 
 def guarded(work: Callable[..., None], reply: Reply | None) -> Callable[..., None]:

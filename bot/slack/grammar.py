@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import date
 
 from bot.config import FileConfig
 from bot.incidents.service import MAX_NOTE, MAX_TITLE
@@ -30,6 +31,12 @@ _In an incident channel:_
 • `/incident resolve [summary]`: resolve the incident
 • `/incident timeline`: show the timeline (only to you)
 • `/incident alerts`: the incident's alerts from monitoring and their state (only to you)
+• `/incident action <text> [@owner] [due 2026-12-01]`: add an action item (also after resolving)
+• `/incident actions`: the action items, with a button to mark each done (only to you)
+• `/incident postmortem [template:NAME]`: render the postmortem draft, save it and upload it here
+• `/incident postmortem done`: the postmortem is written: stop the reminders
+_Anywhere:_
+• `/incident report [90d]`: incidents per month by severity and service, with time to acknowledge, mitigate and resolve (only to you)
 React with :pushpin: to a message in an incident channel to copy it into the timeline."""
 
 MAX_SUMMARY = MAX_NOTE
@@ -85,6 +92,33 @@ class ListOpen:
 
 
 @dataclass(frozen=True)
+class Postmortem:
+    template: str = "default"
+
+
+@dataclass(frozen=True)
+class PostmortemDone:
+    pass
+
+
+@dataclass(frozen=True)
+class AddAction:
+    text: str
+    owner: str | None = None
+    due: date | None = None
+
+
+@dataclass(frozen=True)
+class ListActions:
+    pass
+
+
+@dataclass(frozen=True)
+class ShowReport:
+    days: int = 90
+
+
+@dataclass(frozen=True)
 class Help:
     pass
 
@@ -99,6 +133,11 @@ Command = (
     | ShowTimeline
     | ShowAlerts
     | ListOpen
+    | Postmortem
+    | PostmortemDone
+    | AddAction
+    | ListActions
+    | ShowReport
     | Help
 )
 # Commands that act on the incident whose channel they are typed in.
@@ -120,9 +159,19 @@ SUBCOMMANDS = (
     "resolve",
     "timeline",
     "alerts",
+    "action",
+    "actions",
+    "postmortem",
+    "report",
     "list",
     "help",
 )
+# The postmortem's commands, dispatched by `bot.slack.postmortem`.
+POSTMORTEM_COMMANDS = (Postmortem, PostmortemDone, AddAction, ListActions, ShowReport)
+MAX_ACTION = 500
+_DUE = re.compile(r"\s+due\s+(\S+)\s*$", re.IGNORECASE)
+_TEMPLATE = re.compile(r"template:([A-Za-z0-9_.-]{1,64})")
+_SINCE = re.compile(r"([0-9]{1,4})d")
 
 
 def parse(text: str, config: FileConfig) -> Command:
@@ -152,12 +201,20 @@ def parse(text: str, config: FileConfig) -> Command:
         return AddNote(note)
     if verb == "resolve":
         return Resolve(clean(rest, what="resolution summary", limit=MAX_SUMMARY))
-    if verb in ("timeline", "alerts", "list", "help") and rest:
+    if verb == "action":
+        return _action(rest, config)
+    if verb == "postmortem":
+        return _postmortem(rest)
+    if verb == "report":
+        return _report(rest)
+    if verb in ("timeline", "alerts", "actions", "list", "help") and rest:
         raise ParseError(f"`/incident {verb}` takes no arguments.")
     if verb == "timeline":
         return ShowTimeline()
     if verb == "alerts":
         return ShowAlerts()
+    if verb == "actions":
+        return ListActions()
     if verb == "list":
         return ListOpen()
     if verb == "help":
@@ -168,6 +225,54 @@ def parse(text: str, config: FileConfig) -> Command:
         + ".\n\n"
         + HELP
     )
+
+
+def _action(rest: str, config: FileConfig) -> AddAction:
+    """`<text> [@owner] [due YYYY-MM-DD]`: the owner and due date are read from the end."""
+    usage = "Usage: `/incident action <text> [@owner] [due 2026-12-01]`."
+    due: date | None = None
+    match = _DUE.search(" " + rest)
+    if match:
+        try:
+            due = date.fromisoformat(match.group(1))
+        except ValueError:
+            raise ParseError(
+                f"`{quote(match.group(1))}` is not a date; write the due date like "
+                f"`due 2026-12-01`. {usage}"
+            ) from None
+        rest = (" " + rest)[: match.start()].strip()
+    owner: str | None = None
+    words = rest.rsplit(maxsplit=1)
+    if len(words) == 2 and (MENTION.match(words[1]) or words[1].startswith("@")):
+        owner, rest = _user_id(words[1], config), words[0]
+    text = clean(rest, what="action item", limit=MAX_ACTION, one_line=True)
+    if not text:
+        raise ParseError(f"The action item has no text. {usage}")
+    return AddAction(text, owner, due)
+
+
+def _postmortem(rest: str) -> Postmortem | PostmortemDone:
+    usage = "Usage: `/incident postmortem [template:NAME]` or `/incident postmortem done`."
+    if not rest:
+        return Postmortem()
+    if rest.lower() == "done":
+        return PostmortemDone()
+    match = _TEMPLATE.fullmatch(rest)
+    if match is None:
+        raise ParseError(f"`{quote(rest, 40)}` is not understood. {usage}")
+    return Postmortem(match.group(1))
+
+
+def _report(rest: str) -> ShowReport:
+    if not rest:
+        return ShowReport()
+    match = _SINCE.fullmatch(rest.lower())
+    if match is None or not 1 <= int(match.group(1)) <= 3660:
+        raise ParseError(
+            f"`{quote(rest, 30)}` is not a period; give days like `/incident report 30d` "
+            "(1d to 3660d; the default is 90d)."
+        )
+    return ShowReport(int(match.group(1)))
 
 
 def _declare(rest: str, config: FileConfig) -> Declare:

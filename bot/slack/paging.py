@@ -44,19 +44,13 @@ def register(app: App, ctx: ListenerContext) -> None:
         ctx.workers.submit(flows.guarded(work, respond))
 
     def button(verb: str) -> Callable[..., None]:
-        @payloads.answered
-        def pressed(
-            ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
-        ) -> None:
-            user = payloads.slack_id(body, "user.id")
-            page_id = payloads.number(action, "value", what="a page number", prefix="p-")
-            payloads.response_url(body)
-            ack()
-            ctx.workers.submit(
-                flows.guarded(lambda: act(ctx, verb, page_id, user=user, reply=respond), respond)
-            )
-
-        return pressed
+        return flows.numbered_button(
+            ctx,
+            f"page_{verb}",
+            what="a page number",
+            prefix="p-",
+            act=lambda page_id, user, respond: act(ctx, verb, page_id, user=user, reply=respond),
+        )
 
     app.action(blocks.ACTION_PAGE_ACK)(button("ack"))
     app.action(blocks.ACTION_PAGE_ESCALATE)(button("escalate"))

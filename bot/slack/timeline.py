@@ -46,6 +46,19 @@ _EMOJI = {
     "page_exhausted": ":rotating_light:",
     "alert_fired": ":fire:",
     "alert_resolved": ":large_green_circle:",
+    "runbook_requested": ":clipboard:",
+    "runbook_refused": ":no_entry:",
+    "runbook_approved": ":white_check_mark:",
+    "runbook_approval_refused": ":no_entry:",
+    "runbook_cancelled": ":octagonal_sign:",
+    "runbook_started": ":arrow_forward:",
+    "runbook_host_key_rejected": ":rotating_light:",
+    "runbook_finished": ":checkered_flag:",
+    "runbook_interrupted": ":warning:",
+    "action_added": ":ballot_box_with_check:",
+    "action_done": ":white_check_mark:",
+    "postmortem_drafted": ":page_facing_up:",
+    "postmortem_done": ":tada:",
 }
 
 
