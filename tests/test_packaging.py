@@ -290,3 +290,29 @@ def test_the_installed_wheel_migrates_and_serves_outside_the_source_tree(
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0, stderr.read_text()
     assert "Traceback" not in stderr.read_text(), stderr.read_text()
+
+
+def test_building_the_wheel_prints_no_deprecation_warning(tmp_path: Path) -> None:
+    """`pip install .` shows what setuptools warns while it builds: the license is an SPDX
+    string (PEP 639), not the `{text = ...}` table setuptools 77 deprecated."""
+    setuptools_version = importlib.metadata.version("setuptools")
+    assert int(setuptools_version.split(".")[0]) >= 77, (
+        f"setuptools {setuptools_version} cannot read an SPDX license; reinstall the dev "
+        "extras (`pip install -e '.[dev]'`), which ask for setuptools>=77"
+    )
+    source = copy_sources(tmp_path / "src")
+    out = tmp_path / "wheel"
+    built = run(
+        *(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"),
+        *("--no-index", "--verbose", "--wheel-dir", out, source),
+    )
+    output = built.stdout + built.stderr
+    assert "Building wheel for firebreak" in output  # the build's own output is shown
+    warnings = [line for line in output.splitlines() if re.search("deprecat", line, re.I)]
+    assert warnings == [], "\n".join(warnings)
+    (wheel,) = out.glob("firebreak-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = archive.read(name).decode()
+    assert "License-Expression: Apache-2.0\n" in metadata
+    assert "\nLicense: " not in metadata  # the old free-text field is gone
