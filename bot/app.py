@@ -15,13 +15,14 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from bot import logs
 from bot.clock import Clock
 from bot.config import ConfigError, Settings
 from bot.db import Database
 from bot.intake import AlertIntake
 from bot.jobs import JobRunner
 from bot.leader import Leadership
-from bot.metrics import Metrics
+from bot.metrics import MeasuredWebClient, Metrics
 from bot.pager import Pager
 from bot.slack import actions, commands, events, oncall, once, paging, runbooks
 from bot.slack.alerts import SlackAlertPosts
@@ -39,18 +40,21 @@ from integrations.notifiers import build_notifiers
 log = logging.getLogger(__name__)
 
 
-def make_web_client(token: str, api_url: str, *, timeout: int = 10) -> WebClient:
-    """The one Web API client: honours Retry-After on 429 and retries dropped connections."""
-    return WebClient(
-        token=token,
-        base_url=api_url,
-        timeout=timeout,
-        retry_handlers=[
-            RateLimitErrorRetryHandler(max_retry_count=3),
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            ServerErrorRetryHandler(max_retry_count=2),
-        ],
-    )
+def make_web_client(
+    token: str, api_url: str, *, timeout: int = 10, metrics: Metrics | None = None
+) -> WebClient:
+    """The one Web API client: honours Retry-After on 429 and retries dropped connections;
+    with `metrics`, counts its calls, errors and retries by method."""
+    retries = [
+        RateLimitErrorRetryHandler(max_retry_count=3),
+        ConnectionErrorRetryHandler(max_retry_count=2),
+        ServerErrorRetryHandler(max_retry_count=2),
+    ]
+    if metrics is not None:
+        return MeasuredWebClient(
+            token=token, base_url=api_url, timeout=timeout, retry_handlers=retries, metrics=metrics
+        )
+    return WebClient(token=token, base_url=api_url, timeout=timeout, retry_handlers=retries)
 
 
 @dataclass
@@ -131,7 +135,10 @@ def build(settings: Settings) -> Firebreak:
     assert env.slack_bot_token is not None and env.slack_signing_secret is not None
     db = Database(env.database_url)
     clock = Clock()
-    client = make_web_client(env.slack_bot_token.get_secret_value(), env.slack_api_url)
+    metrics = Metrics()
+    client = make_web_client(
+        env.slack_bot_token.get_secret_value(), env.slack_api_url, metrics=metrics
+    )
     workers = WorkerPool(size=8)
     channels = IncidentChannels(db, client, settings.file, clock)
     bolt = App(
@@ -176,13 +183,16 @@ def build(settings: Settings) -> Firebreak:
     oncall.register(bolt, ctx)
     paging.register(bolt, ctx)
     runbooks.register(bolt, ctx)
-    metrics = Metrics()
+    jobs.observer = metrics
     posts = SlackAlertPosts(settings.file, slack_outbox, channels, clock)
     intake = AlertIntake(db, settings.file, jobs, workers, clock, metrics, posts)
     app = Firebreak(
         settings, db, client, workers, channels, bolt, metrics, clock, jobs, pager, intake
     )
     app.runbooks = runbook_runner
+    metrics.watch(db, app.scheduler_state, settings.file.incidents.severities)
     app.web = create_web_app(bolt, db, metrics, settings, clock, app.scheduler_state)
     app.web.register_blueprint(alert_blueprint(intake, settings, metrics, os.environ))
+    # A request id per request, bound to its log lines and echoed in X-Request-Id.
+    app.web.wsgi_app = logs.RequestIds(app.web.wsgi_app)  # type: ignore[method-assign]
     return app

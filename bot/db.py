@@ -380,6 +380,11 @@ class Database:
         event.listen(self._sessions, "after_flush", _wrote_on_flush)
         event.listen(self._sessions, "do_orm_execute", _wrote_on_execute)
 
+    def listen(self, name: str, listener: Callable[..., Any]) -> None:
+        """Add a SQLAlchemy session event listener to this database's sessions only (the
+        metrics count committed facts with it: `bot.metrics.Metrics.watch`)."""
+        event.listen(self._sessions, name, listener)
+
     @contextmanager
     def session_scope(self) -> Iterator[Session]:
         """One transaction: committed if the block returns, rolled back if it raises.

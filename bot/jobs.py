@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -69,6 +70,19 @@ def _alive(scheduler: BackgroundScheduler) -> bool:
     return bool(scheduler.running and thread is not None and thread.is_alive())
 
 
+class JobObserver(Protocol):
+    """Who hears how late jobs run (the metrics, `bot.metrics.Metrics`)."""
+
+    def job_started(self, job: str, lag_seconds: float) -> None:
+        """The scheduler handed `job` (escalation, delivery, reconcile...) to a worker
+        `lag_seconds` after it was due."""
+        ...
+
+    def escalation_started(self, lateness_seconds: float) -> None:
+        """A scheduled escalation step ran `lateness_seconds` after the page's due time."""
+        ...
+
+
 class Announcer(Protocol):
     """Where the runner reports what people must see (Slack, in `bot.slack.announcer`)."""
 
@@ -103,6 +117,7 @@ class JobRunner:
         self.reconcilers = list(reconcilers)
         # The postmortem reminders pass (Slack, in `bot.slack.postmortem.SlackReminders`).
         self.reminders = reminders
+        self.observer: JobObserver | None = None
         self.scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -122,6 +137,7 @@ class JobRunner:
                 job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
                 timezone=UTC,
             )
+            scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
             scheduler.start()
             scheduler.add_job(
                 self._guarded(self.reconcile),
@@ -214,10 +230,15 @@ class JobRunner:
 
     # -- job bodies -----------------------------------------------------------------
 
-    def run_escalation(self, page_id: int, generation: int) -> Step | None:
+    def run_escalation(
+        self, page_id: int, generation: int, due: datetime | None = None
+    ) -> Step | None:
+        now = self.clock()
         with self.db.session_scope() as session:
-            step = paging.escalate(session, self.config, page_id, generation, self.clock())
+            step = paging.escalate(session, self.config, page_id, generation, now)
             queued = self.effects(session, step)
+        if step is not None and due is not None and self.observer is not None:
+            self.observer.escalation_started((now - due).total_seconds())
         self.after_commit(step, queued)
         return step
 
@@ -299,7 +320,7 @@ class JobRunner:
             retries = paging.retry_times(session)
         for page_id, generation, due in pages:
             if due <= now:
-                self.run_escalation(page_id, generation)
+                self.run_escalation(page_id, generation, due)
             else:
                 self._schedule_escalation(page_id, generation, due, only_if_missing=True)
         # A notification that has just become due is being sent by whoever made or leased
@@ -348,7 +369,7 @@ class JobRunner:
     ) -> None:
         job_id = f"page-{page_id}-g{generation}"
         self._schedule_once(
-            lambda: self.run_escalation(page_id, generation), job_id, at, only_if_missing
+            lambda: self.run_escalation(page_id, generation, at), job_id, at, only_if_missing
         )
 
     def _schedule_delivery(
@@ -368,6 +389,17 @@ class JobRunner:
         if only_if_missing and scheduler.get_job(job_id) is not None:
             return
         scheduler.add_job(self._guarded(job), "date", run_date=at, id=job_id, replace_existing=True)
+
+    def _submitted(self, event: JobSubmissionEvent) -> None:
+        """Job lag for the metrics: how long after its due time the scheduler handed a job
+        to its workers (one-shot jobs by kind, never by page or notification id)."""
+        if self.observer is None or not event.scheduled_run_times:
+            return
+        job = event.job_id
+        kind = "escalation" if job.startswith("page-") else job
+        kind = "delivery" if kind.startswith("notify-") else kind
+        lag = datetime.now(UTC) - max(event.scheduled_run_times)
+        self.observer.job_started(kind, lag.total_seconds())
 
     @staticmethod
     def _guarded(job: Callable[[], object]) -> Callable[[], None]:

@@ -6,8 +6,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from flask import Flask, Request, Response, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from flask import Flask, Request, Response, g, jsonify, request
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from slack_bolt import App, BoltContext
 from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
 from slack_bolt.request.internals import build_context
@@ -18,7 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from bot.clock import Clock
 from bot.config import Settings
 from bot.db import Database, describe, unavailable
-from bot.metrics import Metrics
+from bot.metrics import METHODS, Metrics
 from bot.migrations import current_revision, head_revision
 from bot.oncall import ics, schedules
 from bot.slack import payloads
@@ -39,6 +40,23 @@ def create_web_app(
     head = head_revision(db.url)
     bolt.error(payloads.on_error)  # what bolt answers when its own code or a middleware fails
     secret = settings.env.slack_signing_secret
+
+    @web.before_request
+    def started() -> None:
+        g.started = time.perf_counter()
+
+    @web.after_request
+    def measured(response: Response) -> Response:
+        """Every answer, errors included (Flask runs this for its 404, 405 and 500 too),
+        labelled by the route's template (`/oncall/<schedule>.ics`), never the raw path."""
+        rule = request.url_rule
+        route = rule.rule if rule is not None else "unmatched"
+        method = request.method if request.method in METHODS else "other"
+        metrics.http_requests.labels(method, route, str(response.status_code)).inc()
+        began = g.get("started")
+        if began is not None:
+            metrics.http_request_seconds.labels(route).observe(time.perf_counter() - began)
+        return response
 
     @web.errorhandler(DBAPIError)
     @web.errorhandler(PoolTimeout)
@@ -87,23 +105,24 @@ def create_web_app(
 
     @web.get("/metrics")
     def metrics_endpoint() -> Response:
-        return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+        """The text format 0.0.4, its content type exactly as Prometheus expects it (Flask's
+        `mimetype=` would append a second charset)."""
+        return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     @web.get("/oncall/<schedule>.ics")
     def oncall_calendar(schedule: str) -> Response:
-        """The schedule's next 8 weeks for calendar apps; the token is in the URL they poll."""
-        if schedule not in settings.file.schedules:
-            return Response("no such schedule\n", status=404, mimetype="text/plain")
+        """The schedule's next 8 weeks, whole shifts, for calendar apps; the token is in the
+        URL they poll. The token is checked before the name (a token is per name), so a
+        wrong token gets 403 whether or not the schedule exists: names cannot be probed."""
         secret = settings.env.slack_signing_secret
         token = request.args.get("token")
         if secret is None or not ics.token_matches(secret.get_secret_value(), schedule, token):
             return Response("missing or wrong token\n", status=403, mimetype="text/plain")
+        if schedule not in settings.file.schedules:
+            return Response("no such schedule\n", status=404, mimetype="text/plain")
         now = clock()
-        oncall = settings.file.oncall
         with db.session_scope() as session:
-            current = schedules.on_call(session, oncall, schedule, now)
-            start, end = ics.feed_window(now, current)
-            shifts = schedules.shifts(session, oncall, schedule, start, end)
+            shifts = ics.feed_shifts(session, settings.file.oncall, schedule, now)
         return Response(
             ics.calendar(schedule, shifts, generated=now),
             content_type="text/calendar; charset=utf-8",
