@@ -70,12 +70,12 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
 from sqlalchemy import func, select
 
+from benchmarks.bare import BareServer
 from benchmarks.bench_paging import fresh_database, leads
 from benchmarks.harness import (
     PROJECT_ROOT,
@@ -85,6 +85,7 @@ from benchmarks.harness import (
     LoadRun,
     MachineFacts,
     Section,
+    code_state,
     fmt,
     keep_alive_transport,
     markdown_table,
@@ -122,8 +123,6 @@ STARTS_EXAMPLE = "2026-01-01T00:00:00Z"
 DM_PAGE = re.compile(r"^Page: P-(\d+) · target \S+ · step (\d+)", re.MULTILINE)
 STORM_NOTICE = "Alert storm"
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")
-BARE_READY = "Bare WSGI listening on "
-MAX_BODY = 1024 * 1024  # as bot.server.MAX_BODY
 # After the storm, Slack counts as quiet after a whole reconcile interval without a call:
 # whatever the worker pool could not do, the leader's reconcile pass does then.
 SETTLE_QUIET = RECONCILE_EVERY.total_seconds() + 1
@@ -229,97 +228,6 @@ def warmup_bodies(options: Options, starts: str) -> list[bytes]:
         )
         for index in range(options.warmup)
     ]
-
-
-# --------------------------------------------------------------------------------------
-# The bare WSGI endpoint
-
-
-def bare_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-    """Read the body, parse the JSON, answer 202: the floor for any JSON webhook endpoint."""
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    payload = json.loads(environ["wsgi.input"].read(length))
-    alerts = payload.get("alerts", []) if isinstance(payload, dict) else []
-    answer = json.dumps({"status": "ok", "alerts": len(alerts)}).encode()
-    start_response(
-        "202 Accepted",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))],
-    )
-    return [answer]
-
-
-def serve_bare(threads: int) -> None:
-    """`bare_app` on waitress, with the settings `bot.server.serve` gives Firebreak."""
-    from waitress.server import create_server
-
-    server = create_server(
-        bare_app,
-        host="127.0.0.1",
-        port=0,
-        threads=threads,
-        ident="bare",
-        channel_timeout=30,
-        max_request_body_size=MAX_BODY,
-    )
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
-    print(f"{BARE_READY}http://127.0.0.1:{server.effective_port}", flush=True)
-    try:
-        server.run()
-    finally:
-        server.close()
-
-
-@dataclass
-class BareServer:
-    """`serve_bare` in a subprocess (its own interpreter, as Firebreak's), for a `with`."""
-
-    threads: int
-    workdir: Path
-    url: str = ""
-    _process: subprocess.Popen[str] | None = field(default=None, init=False)
-
-    def __enter__(self) -> BareServer:
-        argv = [
-            sys.executable,
-            "-m",
-            "benchmarks.bench_alerts",
-            "--serve-bare",
-            "--threads",
-            str(self.threads),
-        ]
-        log = (self.workdir / "bare.log").open("w")
-        self._process = subprocess.Popen(
-            argv,
-            cwd=PROJECT_ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
-        log.close()
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        if not line.startswith(BARE_READY):
-            self.__exit__(None, None, None)
-            raise RuntimeError(f"the bare WSGI server did not start: {line!r}")
-        self.url = line.removeprefix(BARE_READY).strip()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # --------------------------------------------------------------------------------------
@@ -1638,32 +1546,6 @@ def profile_tables(stacks: list[tuple[list[str], int]], *, gil: bool, top: int =
 # Running and reporting
 
 
-def code_state() -> str:
-    """The commit under test, and how many application files differ from it."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", "bot", "integrations"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git work tree)"
-    if not changed:
-        return f"commit {head}"
-    return (
-        f"commit {head} plus uncommitted changes to {len(changed)} files in bot/ and integrations/"
-    )
-
-
 def run(options: Options, command: str) -> Result:
     facts = MachineFacts.collect()
     code = code_state()
@@ -1746,11 +1628,10 @@ def parser() -> argparse.ArgumentParser:
         help="sample the server with py-spy during each storm; top frames go in the report",
     )
     p.add_argument("--no-report", action="store_true", help="print only; leave REPORT.md alone")
-    p.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
-def options_from(argv: Sequence[str] | None) -> tuple[Options, bool]:
+def options_from(argv: Sequence[str] | None) -> Options:
     args = parser().parse_args(argv)
     positive = (args.alerts, args.batch, args.groups, args.concurrency, args.threads, args.runs)
     if min(positive) < 1 or args.warmup < 0:
@@ -1779,15 +1660,12 @@ def options_from(argv: Sequence[str] | None) -> tuple[Options, bool]:
         profile=args.profile,
         paced_rates=paced_rates,
     )
-    return options, args.serve_bare
+    return options
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    options, bare = options_from(argv)
-    if bare:
-        serve_bare(options.threads)
-        return 0
+    options = options_from(argv)
     command = " ".join([".venv/bin/python -m benchmarks.bench_alerts", *argv])
     result = run(options, command)
     report(result)

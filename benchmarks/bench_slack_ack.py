@@ -26,13 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bare import BareServer
 from benchmarks.harness import (
     REPORT_PATH,
+    Figure,
     FirebreakServer,
     LoadRun,
     MachineFacts,
     SandboxControl,
     Section,
+    code_state,
     fmt,
     make_transport,
     markdown_table,
@@ -70,6 +73,8 @@ class Result:
     command: str
     load: LoadRun
     baseline: LoadRun | None
+    bare: LoadRun | None
+    code: str
     errors_by_kind: dict[str, int]
     drain_after_last_response: float
     drain_after_first_request: float
@@ -130,6 +135,59 @@ class Result:
         headers = ["run", "requests", "errors", "p50 ms", "p99 ms", "max ms", "requests/s"]
         return markdown_table([*headers, "target", "result"], rows)
 
+    def figures(self) -> list[Figure]:
+        s = self.load.stats
+        bare = self.bare.stats if self.bare is not None else None
+        return [
+            Figure(
+                f"`/incident note` ack p99, concurrency {self.options.concurrency}",
+                f"{fmt(s.p99_ms)} ms",
+                f"{fmt(bare.p99_ms)} ms (bare WSGI)" if bare else "",
+                f"{s.p99_ms / bare.p99_ms:.1f}x bare" if bare and bare.p99_ms else "",
+                f"p99 < {TARGET_P99_MS:.0f} ms",
+                Figure.verdict(self.passed),
+            ),
+            Figure(
+                f"`/incident note` acks per second, concurrency {self.options.concurrency}",
+                f"{fmt(s.rps)}/s",
+                f"{fmt(bare.rps)}/s (bare WSGI)" if bare else "",
+                f"{s.rps / bare.rps:.0%} of bare" if bare and bare.rps else "",
+            ),
+            Figure(
+                "every note recorded once (Slack and timeline)",
+                "yes" if self.consistent else "no",
+                target="all, once",
+                result=Figure.verdict(self.consistent),
+            ),
+        ]
+
+    def bare_table(self) -> str:
+        if self.bare is None:
+            return ""
+        rows = []
+        for label, load in (("Firebreak", self.load), ("bare WSGI endpoint", self.bare)):
+            s = load.stats
+            rows.append(
+                [
+                    label,
+                    s.requests,
+                    s.errors,
+                    fmt(s.p50_ms),
+                    fmt(s.p99_ms),
+                    fmt(s.max_ms),
+                    fmt(s.rps),
+                ]
+            )
+        headers = ["server", "requests", "errors", "p50 ms", "p99 ms", "max ms", "requests/s"]
+        return (
+            "Against the baseline (the same signed requests, the same load threads and "
+            "connection mode, to a bare WSGI app on waitress with Firebreak's server settings "
+            "that only reads and parses the form and answers 200: `benchmarks/bare.py`; "
+            "measured after Firebreak's background work went quiet):\n\n"
+            + markdown_table(headers, rows)
+            + "\n"
+        )
+
     def section(self) -> Section:
         o = self.options
         connection = (
@@ -168,6 +226,8 @@ Measured on: {self.facts.line()}
 
 What ran: `{self.command}`
 
+Code: {self.code}
+
 - Server: `firebreak serve --sandbox --port 0 --threads {o.threads}` (waitress, {o.threads}
   HTTP threads) in its own process, with the in-process sandbox Slack; bolt acknowledges,
   the notes' database write and Slack post run on the 8-thread worker pool afterwards.
@@ -182,6 +242,7 @@ What ran: `{self.command}`
 
 {self.table()}
 
+{self.bare_table()}
 Errors by kind: {errors}. Server-side time in the `/slack/events` handler (from
 `firebreak_slack_response_seconds`, the measured requests only): mean
 {fmt(self.server_mean_ms)} ms over {self.server_requests:,} requests.
@@ -211,7 +272,7 @@ Work behind the acknowledgements:
 | server log during the run | {problems} |
 | server exit code after SIGTERM | {self.server_exit_code} |
 """
-        return Section(KEY, TITLE, body)
+        return Section(KEY, TITLE, body, self.figures())
 
 
 class BenchSlack(OutboundSlack):
@@ -352,6 +413,7 @@ def run(options: Options, command: str) -> Result:
             texts = _note_texts(control)
             measured = {t for t in texts if "benchmark note " in t}
             note_events = _count_note_events(db_path)
+            bare_load = measure_bare(options, secret, server.sandbox_base, channel_id, workdir)
         server_requests = int(after_count - before_count)
         return Result(
             options=options,
@@ -359,6 +421,8 @@ def run(options: Options, command: str) -> Result:
             command=command,
             load=load,
             baseline=baseline,
+            bare=bare_load,
+            code=code_state(),
             errors_by_kind=load.error_summary(),
             drain_after_last_response=max(0.0, drained - load.finished),
             drain_after_first_request=drained - load.started,
@@ -375,6 +439,23 @@ def run(options: Options, command: str) -> Result:
             server_exit_code=server.exit_code,
             server_problems=server.log_problems(),
         )
+
+
+def measure_bare(
+    options: Options, secret: str, sandbox_base: str, channel_id: str, workdir: Path
+) -> LoadRun:
+    """The same load, the same way, against `benchmarks.bare` (the baseline)."""
+    print(f"Baseline: {options.requests} notes to a bare WSGI endpoint ...", flush=True)
+    with BareServer(options.threads, workdir) as bare:
+        transport = make_transport(f"{bare.url}/slack/events", keep_alive=options.keep_alive)
+        slack = BenchSlack(transport, secret, sandbox_base)
+
+        def send(index: int) -> Reply:
+            return slack.command(f"note bare note {index + 1}", user=ALICE, channel=channel_id)
+
+        if options.warmup:
+            run_load(send, options.warmup, min(options.concurrency, options.warmup))
+        return run_load(send, options.requests, options.concurrency)
 
 
 def report(result: Result) -> None:

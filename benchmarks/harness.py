@@ -441,42 +441,191 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 
 @dataclass(frozen=True)
+class Figure:
+    """One headline number of a benchmark, next to the baseline measured in the same run.
+
+    `value` and `baseline` are formatted for the reader (with units); `ratio` is the
+    comparison that holds on a noisy shared machine when absolute numbers do not (e.g.
+    "2.7% of bare", "6.2x faster than ssh"). `target` and `result` are empty when the
+    figure has no target. Every section lists its figures, and the top of REPORT.md
+    gathers them into one table (`summary_table`).
+    """
+
+    what: str
+    value: str
+    baseline: str = ""
+    ratio: str = ""
+    target: str = ""
+    result: str = ""
+
+    @staticmethod
+    def verdict(met: bool) -> str:
+        return "PASS" if met else "**FAIL**"
+
+
+@dataclass(frozen=True)
 class Section:
     """One benchmark's part of REPORT.md; `key` identifies it across runs."""
 
     key: str
     title: str
     body: str
+    figures: Sequence[Figure] = ()
 
     def markdown(self) -> str:
+        figures = ""
+        if self.figures:
+            table = figures_table(self.figures)
+            # The figures again, machine-readable, so that a later partial run can rebuild
+            # the summary at the top from every section (JSON never contains "-->" here:
+            # it is escaped below).
+            data = json.dumps([f.__dict__ for f in self.figures], ensure_ascii=False)
+            data = data.replace("--", "\\u002d\\u002d")
+            figures = f"### Headline figures\n\n{table}\n\n<!-- figures: {data} -->\n\n"
         return (
             f"<!-- benchmark:{self.key}:start -->\n## {self.title}\n\n"
-            f"{self.body.strip()}\n<!-- benchmark:{self.key}:end -->"
+            f"{figures}{self.body.strip()}\n<!-- benchmark:{self.key}:end -->"
         )
+
+
+def figures_table(figures: Sequence[Figure], *, benchmark: str | None = None) -> str:
+    headers = ["figure", "Firebreak", "baseline (same run)", "ratio", "target", "result"]
+    rows = [
+        [f.what, f.value, f.baseline or "-", f.ratio or "-", f.target or "-", f.result or "-"]
+        for f in figures
+    ]
+    if benchmark is not None:
+        headers = ["benchmark", *headers]
+        rows = [[benchmark, *row] for row in rows]
+    return markdown_table(headers, rows)
 
 
 REPORT_INTRO = """\
 # Firebreak benchmarks
 
-Load against a real `firebreak serve` (waitress, the sandbox Slack, SQLite), generated on
-the same machine. Each section is rewritten when its benchmark runs; the others are kept, so
-check each section's own "measured on" line.
+Load against a real `firebreak serve` (waitress, the sandbox Slack, SQLite and PostgreSQL),
+generated on the same machine. `./run bench` runs them all and rewrites this whole file;
+`./run bench NAME` rewrites one section and keeps the others, so check each section's own
+"measured on" and "code" lines.
 
-Run all: `.venv/bin/python -m benchmarks` · one: `.venv/bin/python -m benchmarks.<module>`
+Absolute numbers on a 2-CPU shared machine move between runs by tens of percent. So every
+headline figure stands next to a baseline measured in the same run on the same machine (a
+bare WSGI endpoint on the same server settings, plain ssh, Ansible, a plain template
+render, ...), and the ratio between them is the number to compare across runs.
+
+Run all: `./run bench` · one: `./run bench <name>` (names: `./run bench --list`)
 """
 
 _SECTION = re.compile(
     r"<!-- benchmark:(?P<key>[\w.-]+):start -->.*?<!-- benchmark:(?P=key):end -->", re.S
 )
+_FIGURES = re.compile(r"<!-- figures: (?P<data>.*?) -->")
+_TITLE = re.compile(r"^## (?P<title>.+)$", re.M)
+
+
+def summary_table(sections: Mapping[str, str]) -> str:
+    """Every section's headline figures in one table, in the sections' order."""
+    rows: list[list[str]] = []
+    for text in sections.values():
+        found, title = _FIGURES.search(text), _TITLE.search(text)
+        if found is None or title is None:
+            continue
+        name = title.group("title").split(":")[0]
+        for item in json.loads(found.group("data")):
+            figure = Figure(**item)
+            rows.append(
+                [
+                    name,
+                    figure.what,
+                    figure.value,
+                    figure.baseline or "-",
+                    figure.ratio or "-",
+                    figure.target or "-",
+                    figure.result or "-",
+                ]
+            )
+    headers = ["benchmark", "figure", "Firebreak", "baseline (same run)", "ratio"]
+    return markdown_table([*headers, "target", "result"], rows)
 
 
 def write_section(section: Section, facts: MachineFacts, path: Path = REPORT_PATH) -> None:
-    """Replace (or append) `section` in REPORT.md, keep the other sections, refresh the header."""
+    """Replace (or append) `section` in REPORT.md, keep the other sections, refresh the
+    header and the summary of every section's figures against its target."""
     existing = path.read_text() if path.exists() else ""
     sections = {m.group("key"): m.group(0) for m in _SECTION.finditer(existing)}
     sections[section.key] = section.markdown()
-    header = f"{REPORT_INTRO}\nLast run: {facts.line()}\n"
+    header = (
+        f"{REPORT_INTRO}\nLast run: {facts.line()} · code: {code_state()}\n\n"
+        "## Summary: every headline figure against its target\n\n"
+        f"{summary_table(sections)}\n"
+    )
     path.write_text(header + "\n" + "\n\n".join(sections.values()) + "\n")
+
+
+def code_state() -> str:
+    """The commit under test, and how many application files differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "bot", "integrations"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git work tree)"
+    if not changed:
+        return f"commit {head}"
+    return (
+        f"commit {head} plus uncommitted changes to {len(changed)} files in bot/ and integrations/"
+    )
+
+
+def process_rss_mb(pid: int) -> float:
+    """Resident set size of process `pid` in MB (Linux /proc; NaN elsewhere or if gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return math.nan
+
+
+class RssSampler:
+    """The peak RSS of a process, sampled every `interval` seconds in a thread while the
+    `with` block runs (a short spike between samples can be missed; 50 ms is below the
+    time one webhook takes under load)."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = math.nan
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            value = process_rss_mb(self.pid)
+            if not math.isnan(value) and not (value <= self.peak):
+                self.peak = value
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def fmt(value: float, digits: int = 1) -> str:

@@ -10,6 +10,7 @@ from benchmarks import (
     bench_alerts,
     bench_paging,
     bench_postmortem,
+    bench_replicas,
     bench_runbooks,
     bench_schedule,
     bench_slack_ack,
@@ -21,6 +22,7 @@ BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
     bench_schedule.KEY: bench_schedule.main,
     bench_paging.KEY: bench_paging.main,
     bench_alerts.KEY: bench_alerts.main,
+    bench_replicas.KEY: bench_replicas.main,
     bench_postmortem.KEY: bench_postmortem.main,
     bench_runbooks.KEY: bench_runbooks.main,
 }
