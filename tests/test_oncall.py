@@ -284,7 +284,8 @@ def test_calendar_feed_with_right_wrong_and_missing_token(firebreak: Firebreak) 
         "On call: alice (primary)",
     ]
     assert "DTSTART:20260323T080000Z" in text and "DTEND:20260330T070000Z" in text
-    assert events[-1].decoded("DTEND") == utc("2026-05-20 11:00")  # 8 weeks on
+    # The week holding 2026-05-20 11:00 (8 weeks on), whole: to Monday 09:00 CEST.
+    assert events[-1].decoded("DTEND") == utc("2026-05-25 07:00")
     assert len({str(e["UID"]) for e in events}) == len(events)
     again = web.get(f"/oncall/primary.ics?token={token}").get_data(as_text=True)
     uids = [str(e["UID"]) for e in Calendar.from_ical(again).walk("VEVENT")]
@@ -293,7 +294,8 @@ def test_calendar_feed_with_right_wrong_and_missing_token(firebreak: Firebreak) 
     assert web.get("/oncall/primary.ics").status_code == 403
     wrong_schedule = ics_token(SECRET, "secondary")
     assert web.get(f"/oncall/primary.ics?token={wrong_schedule}").status_code == 403
-    assert web.get(f"/oncall/nope.ics?token={token}").status_code == 404
+    assert web.get(f"/oncall/nope.ics?token={token}").status_code == 403  # primary's token
+    assert web.get(f"/oncall/nope.ics?token={ics_token(SECRET, 'nope')}").status_code == 404
 
 
 # -- hand-offs ------------------------------------------------------------------------------
