@@ -55,8 +55,10 @@ from sqlalchemy import create_engine, make_url, text
 from benchmarks.harness import (
     BENCHMARKS_DIR,
     REPORT_PATH,
+    Figure,
     MachineFacts,
     Section,
+    code_state,
     fmt,
     markdown_table,
     write_section,
@@ -189,12 +191,32 @@ class Result:
         shown = ", ".join(fmt(load, 2) for load in self.loads)
         return f"1-minute load average before each round and after the last: {shown}"
 
+    def figures(self) -> list[Figure]:
+        ref = self.reference
+        figures = []
+        for (target, ratio, verdict), other in zip(
+            self.verdicts(), (self.sequential, self.ansible), strict=True
+        ):
+            figures.append(
+                Figure(
+                    f"runbook on {self.hosts} hosts, median (vs {other.name})",
+                    f"{fmt(ref.median, 2)} s",
+                    f"{fmt(other.median, 2)} s ({other.name})",
+                    f"{_ratio(ratio)} faster",
+                    target,
+                    "PASS" if verdict == "PASS" else "**FAIL**" if verdict == "FAIL" else "n/a",
+                )
+            )
+        return figures
+
     def section(self) -> Section:
         versions = ", ".join(f"{name} {version}" for name, version in self.versions.items())
         body = f"""
 Measured on: {self.facts.line()}
 
 What ran: `{self.command}`
+
+Code: {code_state()}
 
 Versions: {versions}.
 
@@ -248,7 +270,7 @@ means the time goes to the hosts' side, not to Firebreak. Sequential ssh spends
 every parallel way's ratio against it (the 5x target needs the floor itself below a fifth of
 the sequential time).
 """
-        return Section(KEY, self.title, body)
+        return Section(KEY, self.title, body, self.figures())
 
     @property
     def title(self) -> str:
