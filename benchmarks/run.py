@@ -1,8 +1,17 @@
-"""Run every benchmark (or the named ones) with its defaults: `python -m benchmarks [name ...]`."""
+"""Run every benchmark (or the named ones) as REPORT.md shows them: `python -m benchmarks [name ...]`.
+
+Each benchmark runs with the arguments below (both databases where the issue asks for
+both), so `./run bench` reproduces the whole report. PostgreSQL is the server at
+`FIREBREAK_BENCH_DATABASE_URL` (default: the local one, user postgres, database test);
+each benchmark creates a scratch database there and drops it after. Run with no names,
+the report is rewritten whole: sections of benchmarks that no longer exist are dropped.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -15,17 +24,38 @@ from benchmarks import (
     bench_schedule,
     bench_slack_ack,
 )
+from benchmarks.harness import REPORT_PATH
 
-# name -> main(argv) -> exit code; each benchmark rewrites its own section of REPORT.md.
-BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
-    bench_slack_ack.KEY: bench_slack_ack.main,
-    bench_schedule.KEY: bench_schedule.main,
-    bench_paging.KEY: bench_paging.main,
-    bench_alerts.KEY: bench_alerts.main,
-    bench_replicas.KEY: bench_replicas.main,
-    bench_postmortem.KEY: bench_postmortem.main,
-    bench_runbooks.KEY: bench_runbooks.main,
+POSTGRES = os.environ.get(
+    "FIREBREAK_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+BOTH = ["--database-url", "sqlite", "--database-url", POSTGRES]
+
+# name -> (main(argv) -> exit code, the arguments the report is made with); each benchmark
+# rewrites its own section of REPORT.md.
+BENCHMARKS: dict[str, tuple[Callable[[Sequence[str]], int], list[str]]] = {
+    bench_slack_ack.KEY: (bench_slack_ack.main, []),
+    bench_schedule.KEY: (bench_schedule.main, []),
+    bench_paging.KEY: (bench_paging.main, BOTH),
+    bench_alerts.KEY: (bench_alerts.main, [*BOTH, "--runs", "2"]),
+    bench_replicas.KEY: (bench_replicas.main, ["--database-url", POSTGRES]),
+    bench_postmortem.KEY: (bench_postmortem.main, []),
+    bench_runbooks.KEY: (bench_runbooks.main, []),
 }
+
+_SECTION = re.compile(
+    r"\n*<!-- benchmark:(?P<key>[\w.-]+):start -->.*?<!-- benchmark:(?P=key):end -->", re.S
+)
+
+
+def drop_stale_sections(known: Sequence[str]) -> None:
+    """Remove the sections of benchmarks that are not in `known` from REPORT.md."""
+    if not REPORT_PATH.exists():
+        return
+    text = REPORT_PATH.read_text()
+    kept = _SECTION.sub(lambda m: m.group(0) if m.group("key") in known else "", text)
+    if kept != text:
+        REPORT_PATH.write_text(kept)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,15 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
     if args.list:
-        print("\n".join(BENCHMARKS))
+        for name, (_, arguments) in BENCHMARKS.items():
+            print(f"{name} {' '.join(arguments)}".strip())
         return 0
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    if not args.names:
+        drop_stale_sections(list(BENCHMARKS))
     failed = []
     for name in args.names or list(BENCHMARKS):
-        print(f"== {name}", flush=True)
-        if BENCHMARKS[name]([]) != 0:
+        benchmark, arguments = BENCHMARKS[name]
+        print(f"== {name} {' '.join(arguments)}", flush=True)
+        if benchmark(arguments) != 0:
             failed.append(name)
     if failed:
         print(f"missed target or inconsistent: {', '.join(failed)}")
