@@ -4,6 +4,10 @@ Configured by `notifiers.email` in firebreak.yaml (host, port, sender, starttls,
 password_env, timeout). The password is read from the environment variable that
 `password_env` names, at send time, and is never logged or put in an error message.
 
+Messages are 7-bit clean, so any SMTP server relays them unchanged without `BODY=8BITMIME`:
+a body with non-ASCII text (names, an em dash, emoji in an alert) goes as UTF-8 in
+quoted-printable, and such a subject as an RFC 2047 encoded word.
+
 Each message carries `X-Firebreak-Page: P-12` (so mail rules and receivers can match a page)
 and `Auto-Submitted: auto-generated` (so vacation responders stay quiet). One call is one
 delivery attempt; a failure is `NotifyError`, retryable when the server or network may
@@ -17,6 +21,7 @@ import smtplib
 import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import formatdate, make_msgid, parseaddr
 
 from bot.oncall.configuration import EmailNotifier as EmailSettings
@@ -98,9 +103,14 @@ class EmailNotifier:
         return f"SMTP server {self._settings.host}:{self._settings.port}"
 
 
+# Headers and bodies as 7-bit ASCII (RFC 5322 line endings): `cte_type="7bit"` makes the
+# generator encode whatever is not, instead of sending 8-bit data the server never accepted.
+SEVEN_BIT = SMTP.clone(cte_type="7bit")
+
+
 def build_message(notification: Notification, sender: str, to: str) -> EmailMessage:
-    """The page as a plain-text email with its page reference in a header."""
-    message = EmailMessage()
+    """The page as a plain-text email with its page reference in a header; 7-bit clean."""
+    message = EmailMessage(policy=SEVEN_BIT)
     message["From"] = sender
     message["To"] = to
     message["Subject"] = notification.subject
@@ -110,7 +120,10 @@ def build_message(notification: Notification, sender: str, to: str) -> EmailMess
     message["Message-ID"] = make_msgid(f"page-{notification.page_id}", domain=domain)
     message["X-Firebreak-Page"] = notification.reference
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(notification.body)
+    body = notification.body
+    # Quoted-printable keeps a mostly-ASCII page readable in the raw message; base64, which
+    # the 7-bit policy could pick by itself, does not.
+    message.set_content(body, cte=None if body.isascii() else "quoted-printable")
     return message
 
 
