@@ -34,6 +34,8 @@ from bot.slack.postmortem import SlackReminders
 from bot.slack.runbook_runner import RunbookRunner
 from bot.web import create_web_app
 from bot.webhooks import alert_blueprint
+from bot.webview.auth import WebAccess
+from bot.webview.views import WebView, web_view_blueprint
 from bot.workers import WorkerPool
 from integrations.notifiers import build_notifiers
 
@@ -73,6 +75,7 @@ class Firebreak:
     leadership: Leadership | None = None
     runbooks: RunbookRunner | None = None
     web: Flask = field(init=False)
+    web_access: WebAccess = field(init=False)  # sign-in to the web view (`bot.webview`)
 
     def start_scheduler(self, *, poll_interval: float = 2.0) -> None:
         """Stand for scheduler leader: this replica runs the jobs while it holds the lock."""
@@ -164,6 +167,7 @@ def build(settings: Settings) -> Firebreak:
     )
     pager = Pager(db, oncall_config, jobs, clock)
     runbook_runner = RunbookRunner(settings, db, client, clock)
+    web_access = WebAccess(db, env.slack_signing_secret.get_secret_value(), clock, env.base_url)
     ctx = ListenerContext(
         config=settings.file,
         db=db,
@@ -175,6 +179,7 @@ def build(settings: Settings) -> Firebreak:
         clock=clock,
         outbox=slack_outbox,
         runbooks=runbook_runner,
+        web=web_access,
     )
     bolt.use(once.Once(db, clock))  # a retried or doubled Slack request acts once
     commands.register(bolt, ctx)
@@ -193,6 +198,8 @@ def build(settings: Settings) -> Firebreak:
     metrics.watch(db, app.scheduler_state, settings.file.incidents.severities)
     app.web = create_web_app(bolt, db, metrics, settings, clock, app.scheduler_state)
     app.web.register_blueprint(alert_blueprint(intake, settings, metrics, os.environ))
+    app.web_access = web_access
+    app.web.register_blueprint(web_view_blueprint(WebView(db, settings.file, clock, web_access)))
     # A request id per request, bound to its log lines and echoed in X-Request-Id.
     app.web.wsgi_app = logs.RequestIds(app.web.wsgi_app)  # type: ignore[method-assign]
     return app

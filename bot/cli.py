@@ -13,6 +13,7 @@ import click
 from bot.cli_postmortem import postmortem
 from bot.cli_report import report
 from bot.cli_runbook import runbook
+from bot.cli_web import web_link, web_logout
 from bot.config import ConfigError, FileConfig, Settings, load_settings
 
 
@@ -328,3 +329,5 @@ def page(target: str, message: tuple[str, ...], by: str | None, incident: int | 
 main.add_command(postmortem)
 main.add_command(report)
 main.add_command(runbook)
+main.add_command(web_link)
+main.add_command(web_logout)

@@ -316,6 +316,8 @@ class EnvSettings(BaseSettings):
     alert_token: SecretStr | None = Field(default=None, alias="FIREBREAK_ALERT_TOKEN")
     ssh_key: Path | None = Field(default=None, alias="FIREBREAK_SSH_KEY")
     known_hosts: Path | None = Field(default=None, alias="FIREBREAK_KNOWN_HOSTS")
+    # The web view's public address, for the sign-in links `/incident web` sends.
+    base_url: str | None = Field(default=None, alias="FIREBREAK_BASE_URL")
 
     @field_validator("slack_api_url")
     @classmethod
@@ -323,6 +325,16 @@ class EnvSettings(BaseSettings):
         if not re.match(r"^https?://", value):
             raise ValueError(f"{value!r} must be an http(s) URL like https://slack.com/api/")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+            raise ValueError(
+                f"{value[:80]!r} must be the web view's public http(s) address, like "
+                "https://firebreak.example.com"
+            )
+        return value.rstrip("/") if value else None
 
     @field_validator("slack_bot_token")
     @classmethod

@@ -11,6 +11,7 @@ from bot.postmortem.actions import ActionItemRow
 from bot.postmortem.followup import PostmortemFollowup
 from bot.runbooks.records import RunbookRun, RunbookRunFact, RunbookRunHost
 from bot.timeline import TimelineEvent
+from bot.webview.models import WebSession, WebSignIn
 
 __all__ = [
     "ActionItemRow",
@@ -29,4 +30,6 @@ __all__ = [
     "RunbookRunHost",
     "StoredAlert",
     "TimelineEvent",
+    "WebSession",
+    "WebSignIn",
 ]

@@ -66,6 +66,8 @@ def register(app: App, ctx: ListenerContext) -> None:
                 )
             case grammar.ListOpen():
                 ctx.workers.submit(flows.guarded(lambda: flows.list_open(ctx, respond), respond))
+            case grammar.WebLink():
+                ctx.workers.submit(flows.guarded(lambda: _web_link(ctx, user, respond), respond))
             case _:
                 ctx.workers.submit(
                     flows.guarded(
@@ -75,6 +77,29 @@ def register(app: App, ctx: ListenerContext) -> None:
                         respond,
                     )
                 )
+
+
+def _web_link(ctx: ListenerContext, user: str, respond: Respond) -> None:
+    """A sign-in link for whoever typed the command: any member of the workspace whose
+    request Slack signed. Answered only to them (`respond` is ephemeral)."""
+    from bot.webview.auth import SignInRefused
+
+    if ctx.web is None:
+        respond(text="The web view is not available in this Firebreak.", response_type="ephemeral")
+        return
+    name = ctx.config.name_by_slack_id(user) or user
+    try:
+        link = ctx.web.link(user, name)
+    except SignInRefused as refused:
+        respond(text=f"I cannot make a sign-in link: {refused}.", response_type="ephemeral")
+        return
+    respond(
+        text=(
+            f"Your sign-in link to Firebreak's web view (valid 10 minutes, works once, "
+            f"only for you): {link}"
+        ),
+        response_type="ephemeral",
+    )
 
 
 def _open_declare_modal(ctx: ListenerContext, trigger_id: str, channel: str) -> Any:

@@ -18,6 +18,7 @@ from bot.workers import WorkerPool
 
 if TYPE_CHECKING:
     from bot.slack.runbook_runner import RunbookRunner
+    from bot.webview.auth import WebAccess
 
 
 @dataclass(frozen=True)
@@ -32,3 +33,4 @@ class ListenerContext:
     clock: Clock
     outbox: SlackOutbox
     runbooks: RunbookRunner | None = None  # /runbook: catalogue, SSH, executor
+    web: WebAccess | None = None  # /incident web: sign-in links to the web view

@@ -37,6 +37,7 @@ _In an incident channel:_
 • `/incident postmortem done`: the postmortem is written: stop the reminders
 _Anywhere:_
 • `/incident report [90d]`: incidents per month by severity and service, with time to acknowledge, mitigate and resolve (only to you)
+• `/incident web`: a personal sign-in link to the web view, valid 10 minutes and once (only to you)
 React with :pushpin: to a message in an incident channel to copy it into the timeline."""
 
 MAX_SUMMARY = MAX_NOTE
@@ -119,6 +120,11 @@ class ShowReport:
 
 
 @dataclass(frozen=True)
+class WebLink:
+    pass
+
+
+@dataclass(frozen=True)
 class Help:
     pass
 
@@ -138,6 +144,7 @@ Command = (
     | AddAction
     | ListActions
     | ShowReport
+    | WebLink
     | Help
 )
 # Commands that act on the incident whose channel they are typed in.
@@ -164,6 +171,7 @@ SUBCOMMANDS = (
     "postmortem",
     "report",
     "list",
+    "web",
     "help",
 )
 # The postmortem's commands, dispatched by `bot.slack.postmortem`.
@@ -207,7 +215,7 @@ def parse(text: str, config: FileConfig) -> Command:
         return _postmortem(rest)
     if verb == "report":
         return _report(rest)
-    if verb in ("timeline", "alerts", "actions", "list", "help") and rest:
+    if verb in ("timeline", "alerts", "actions", "list", "web", "help") and rest:
         raise ParseError(f"`/incident {verb}` takes no arguments.")
     if verb == "timeline":
         return ShowTimeline()
@@ -217,6 +225,8 @@ def parse(text: str, config: FileConfig) -> Command:
         return ListActions()
     if verb == "list":
         return ListOpen()
+    if verb == "web":
+        return WebLink()
     if verb == "help":
         return Help()
     raise ParseError(
