@@ -128,13 +128,17 @@ def build(settings: Settings) -> Firebreak:
         )
         if value is None
     ]
-    # A routing key or alert token the file names but the environment lacks would leave a
-    # service unreachable by its monitoring without a word: refuse to start, as `check` does.
+    # A malformed or shared routing key, or an alert source's token variable left unset,
+    # refuses to start, as `check` does. A secret variable that is merely unset (a routing
+    # key, the SMTP password, the webhook key) turns its integration off: logged here, as
+    # `check` warns, so a copy of examples/firebreak.yaml starts before all is set up.
     missing += settings.file.environment_problems(os.environ)
     if missing:
         raise ConfigError(
             [*missing, "(or run `firebreak serve --sandbox` to try Firebreak without Slack)"]
         )
+    for warning in settings.file.environment_warnings(os.environ):
+        log.warning("%s", warning)
     assert env.slack_bot_token is not None and env.slack_signing_secret is not None
     db = Database(env.database_url)
     clock = Clock()

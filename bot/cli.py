@@ -135,17 +135,6 @@ def check() -> None:
         problems.append("environment: SLACK_BOT_TOKEN is not set (the xoxb- bot token)")
     if env.slack_signing_secret is None:
         problems.append("environment: SLACK_SIGNING_SECRET is not set (Basic Information page)")
-    notifiers = settings.file.notifiers
-    secrets_needed = [
-        ("notifiers.email.password_env", notifiers.email and notifiers.email.password_env),
-        ("notifiers.webhook.secret_env", notifiers.webhook and notifiers.webhook.secret_env),
-    ]
-    for key, variable in secrets_needed:
-        if variable and not os.environ.get(variable):
-            problems.append(
-                f"environment: {variable} is not set, but {key} names it; pages by that "
-                "channel would fail"
-            )
     problems.extend(settings.file.environment_problems(os.environ))
     from bot.runbooks.catalogue import check_catalogue
 
@@ -167,6 +156,8 @@ def check() -> None:
         click.echo(note)
     if settings.file.slack.announce_channel is None:
         click.echo("warning: slack.announce_channel is not set; incidents will not be announced.")
+    for warning in settings.file.environment_warnings(os.environ):
+        click.echo(f"warning: {warning}")
     default_token = env.alert_token is not None and bool(env.alert_token.get_secret_value())
     for warning in settings.file.alert_warnings(default_token=default_token, environ=os.environ):
         click.echo(f"warning: {warning}")

@@ -218,7 +218,9 @@ class FileConfig(Section):
         return problems
 
     def environment_problems(self, environ: Mapping[str, str]) -> list[str]:
-        """Secrets the file names that the environment does not hold (or holds malformed).
+        """Secrets the environment holds malformed or twice, and alert source tokens the file
+        names that the environment lacks (`firebreak check` and `serve` refuse these; an
+        unset routing key, SMTP password or webhook key is a warning: `environment_warnings`).
 
         Routing keys are never shown, only which variable or service is wrong.
         """
@@ -229,12 +231,7 @@ class FileConfig(Section):
             if variable is not None:
                 value = environ.get(variable)
                 if not value:
-                    problems.append(
-                        f"environment: {variable} is not set, but "
-                        f"services.{name}.routing_key_env names it; PagerDuty events for "
-                        f"{name} would be refused"
-                    )
-                    continue
+                    continue  # not set up yet: one of `environment_warnings`
                 if not ROUTING_KEY.fullmatch(value):
                     problems.append(
                         f"environment: {variable} (services.{name}.routing_key_env) must hold "
@@ -266,6 +263,35 @@ class FileConfig(Section):
                     "accept only FIREBREAK_ALERT_TOKEN"
                 )
         return problems
+
+    def environment_warnings(self, environ: Mapping[str, str]) -> list[str]:
+        """Secret variables the file names that are unset: the integration each one unlocks
+        is off until it is set (pages by that channel fail and are recorded as failed; the
+        service's PagerDuty events are refused). `check` warns and `serve` logs each one, so
+        a copy of examples/firebreak.yaml works before every integration is set up."""
+        warnings: list[str] = []
+        email, webhook = self.notifiers.email, self.notifiers.webhook
+        secrets: list[tuple[str, str, str | None]] = []
+        if email is not None and email.username is not None:  # no login, no password
+            secrets.append(("email", "notifiers.email.password_env", email.password_env))
+        if webhook is not None:
+            secrets.append(("webhook", "notifiers.webhook.secret_env", webhook.secret_env))
+        for channel, key, variable in secrets:
+            if variable is not None and not environ.get(variable):
+                paged = [name for name, person in self.people.items() if channel in person.notify]
+                who = f" (people paged by {channel}: {', '.join(paged)})" if paged else ""
+                warnings.append(
+                    f"environment: {variable} is not set, but {key} names it; pages by "
+                    f"{channel} fail until it is set{who}"
+                )
+        for name, service in self.services.items():
+            variable = service.routing_key_env
+            if variable is not None and not environ.get(variable):
+                warnings.append(
+                    f"environment: {variable} is not set, but services.{name}.routing_key_env "
+                    f"names it; PagerDuty events for {name} are refused until it is set"
+                )
+        return warnings
 
     def alert_warnings(self, *, default_token: bool, environ: Mapping[str, str]) -> list[str]:
         """What `firebreak check` warns about alerts: nothing is wrong, but alerts would be
@@ -350,7 +376,6 @@ class Settings:
     file: FileConfig
     config_path: Path
     config_found: bool
-
 
 def load_env(environ: dict[str, str] | None = None) -> EnvSettings:
     source = dict(os.environ if environ is None else environ)

@@ -495,18 +495,19 @@ def test_a_database_that_does_not_answer_gets_503_so_the_sender_retries(
         app.close()
 
 
-def test_serve_refuses_to_start_when_a_routing_key_variable_is_unset(
+def test_serve_refuses_to_start_when_a_routing_key_variable_is_malformed(
     database_url: str, sandbox: SlackSandbox, announce_channel: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """(Unset, it only turns the service's PagerDuty events off: tests/test_example_config.)"""
     data = oncall_data(announce_channel)
     data["services"] = {
         "checkout": {"escalation_policy": "payments", "routing_key_env": "CHECKOUT_KEY"}
     }
-    monkeypatch.delenv("CHECKOUT_KEY", raising=False)
+    monkeypatch.setenv("CHECKOUT_KEY", "not-32-letters-and-digits")
     settings = make_settings(database_url, sandbox, FileConfig.model_validate(data))
     with pytest.raises(ConfigError) as refused:
         build(settings)
-    assert any("CHECKOUT_KEY is not set" in problem for problem in refused.value.problems)
+    assert any("CHECKOUT_KEY (services.checkout" in problem for problem in refused.value.problems)
 
 
 def test_whoever_acknowledges_an_alert_incidents_page_becomes_its_commander(

@@ -102,12 +102,12 @@ def test_check_script_passes_with_a_good_config_and_tokens(workdir: Path) -> Non
 
 def test_check_names_notifier_secrets_missing_from_the_environment(workdir: Path) -> None:
     result = invoke(["check"], FIREBREAK_CONFIG=str(EXAMPLE), **TOKENS)
-    assert result.exit_code == 2
+    assert result.exit_code == 0  # those channels are off until set (tests/test_example_config)
     assert (
-        "error: environment: FIREBREAK_SMTP_PASSWORD is not set, but "
-        "notifiers.email.password_env names it" in result.output
+        "warning: environment: FIREBREAK_SMTP_PASSWORD is not set, but "
+        "notifiers.email.password_env names it" in result.stdout
     )
-    assert "FIREBREAK_WEBHOOK_SECRET is not set, but notifiers.webhook.secret_env" in result.output
+    assert "FIREBREAK_WEBHOOK_SECRET is not set, but notifiers.webhook.secret_env" in result.stdout
 
 
 def test_check_script_fails_naming_file_line_and_key(workdir: Path) -> None:

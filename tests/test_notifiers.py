@@ -307,7 +307,9 @@ def test_email_is_delivered_through_a_real_smtp_server(smtp: SmtpServer) -> None
 
 
 def test_email_logs_in_with_the_password_from_the_environment(smtp: SmtpServer) -> None:
-    settings = smtp.settings(username="pager", password_env="FIREBREAK_SMTP_PASSWORD")
+    settings = smtp.settings(
+        username="pager", password_env="FIREBREAK_SMTP_PASSWORD", allow_plaintext_auth=True
+    )
     EmailNotifier(settings, {"FIREBREAK_SMTP_PASSWORD": SMTP_PASSWORD}).send(notification())
     assert len(smtp.mailbox.messages) == 1
 
@@ -318,7 +320,9 @@ def test_email_logs_in_with_the_password_from_the_environment(smtp: SmtpServer) 
 
 
 def test_email_missing_password_variable_is_not_retryable(smtp: SmtpServer) -> None:
-    settings = smtp.settings(username="pager", password_env="FIREBREAK_SMTP_PASSWORD")
+    settings = smtp.settings(
+        username="pager", password_env="FIREBREAK_SMTP_PASSWORD", allow_plaintext_auth=True
+    )
     with pytest.raises(NotifyError) as caught:
         EmailNotifier(settings, {}).send(notification())
     assert caught.value.retryable is False

@@ -209,15 +209,51 @@ class Service(Section):
 
 
 class EmailNotifier(Section):
+    """SMTP for page emails. A `username` (and so a password) needs `starttls: true`, or
+    `allow_plaintext_auth: true` where the link to `host` is trusted: without TLS the
+    password crosses the network in clear text."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=25, ge=1, le=65535)
     sender: str = "firebreak@localhost"
     starttls: bool = False
+    allow_plaintext_auth: bool = Field(
+        default=False, description="Log in without STARTTLS (a relay on a trusted link only)"
+    )
     username: str | None = None
     password_env: str | None = Field(
-        default=None, description="Name of the environment variable that holds the password"
+        default=None,
+        validate_default=True,  # so a username without it is reported
+        description="Name of the environment variable that holds the password",
     )
     timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("username")
+    @classmethod
+    def _no_password_in_clear_text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A starttls or allow_plaintext_auth that is itself invalid is reported on its own.
+        plaintext = info.data.get("starttls", True) is False
+        if value is not None and plaintext and info.data.get("allow_plaintext_auth") is False:
+            host = info.data.get("host", "the server")
+            raise ValueError(
+                f"logging in to {host} without starttls sends the password in clear text; "
+                "set `starttls: true` (the server must offer STARTTLS, usually on port 587), "
+                "or `allow_plaintext_auth: true` if the link to it is trusted (a relay on "
+                "this host or a private network)"
+            )
+        return value
+
+    @field_validator("password_env")
+    @classmethod
+    def _password_variable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if info.data.get("username") is not None:
+                raise ValueError(
+                    "is needed with a username: name the environment variable that holds "
+                    "the SMTP password (like FIREBREAK_SMTP_PASSWORD)"
+                )
+            return value
+        return check_env_name(value, "SMTP password")
 
 
 class WebhookNotifier(Section):
