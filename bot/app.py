@@ -32,6 +32,7 @@ from bot.slack.context import ListenerContext
 from bot.slack.outbox import SlackOutbox
 from bot.slack.postmortem import SlackReminders
 from bot.slack.runbook_runner import RunbookRunner
+from bot.slack.socket_mode import SlackSocket
 from bot.web import create_web_app
 from bot.webhooks import alert_blueprint
 from bot.webview.auth import WebAccess
@@ -74,6 +75,7 @@ class Firebreak:
     intake: AlertIntake
     leadership: Leadership | None = None
     runbooks: RunbookRunner | None = None
+    socket: SlackSocket | None = None  # Socket Mode (slack.mode: socket); started by serve
     web: Flask = field(init=False)
     web_access: WebAccess = field(init=False)  # sign-in to the web view (`bot.webview`)
 
@@ -100,6 +102,8 @@ class Firebreak:
         return state, healthy
 
     def close(self) -> None:
+        if self.socket is not None:  # first: no new Slack requests while the rest stops
+            self.socket.close()
         if self.leadership is not None:
             self.leadership.stop()
         self.jobs.stop()
@@ -112,22 +116,7 @@ class Firebreak:
 
 def build(settings: Settings) -> Firebreak:
     env = settings.env
-    missing = [
-        f"environment: {name} is not set; {hint}"
-        for name, value, hint in (
-            (
-                "SLACK_BOT_TOKEN",
-                env.slack_bot_token,
-                "copy the xoxb- token from your Slack app's OAuth page",
-            ),
-            (
-                "SLACK_SIGNING_SECRET",
-                env.slack_signing_secret,
-                "copy it from your Slack app's Basic Information page",
-            ),
-        )
-        if value is None
-    ]
+    missing = [f"environment: {problem}" for problem in settings.missing_slack_variables()]
     # A malformed or shared routing key, or an alert source's token variable left unset,
     # refuses to start, as `check` does. A secret variable that is merely unset (a routing
     # key, the SMTP password, the webhook key) turns its integration off: logged here, as
@@ -139,7 +128,7 @@ def build(settings: Settings) -> Firebreak:
         )
     for warning in settings.file.environment_warnings(os.environ):
         log.warning("%s", warning)
-    assert env.slack_bot_token is not None and env.slack_signing_secret is not None
+    assert env.slack_bot_token is not None
     db = Database(env.database_url)
     clock = Clock()
     metrics = Metrics()
@@ -150,7 +139,10 @@ def build(settings: Settings) -> Firebreak:
     channels = IncidentChannels(db, client, settings.file, clock)
     bolt = App(
         client=client,
-        signing_secret=env.slack_signing_secret.get_secret_value(),
+        # Socket Mode needs no signing secret: bolt does not verify what comes over the socket.
+        signing_secret=env.slack_signing_secret.get_secret_value()
+        if env.slack_signing_secret
+        else "",
         token_verification_enabled=False,
         process_before_response=False,
         listener_executor=workers.listener_executor(),
@@ -171,7 +163,10 @@ def build(settings: Settings) -> Firebreak:
     )
     pager = Pager(db, oncall_config, jobs, clock)
     runbook_runner = RunbookRunner(settings, db, client, clock)
-    web_access = WebAccess(db, env.slack_signing_secret.get_secret_value(), clock, env.base_url)
+    # Sign-in links are signed with a key derived from the signing secret (the bot token
+    # where Slack reaches Firebreak without one).
+    link_secret = (env.slack_signing_secret or env.slack_bot_token).get_secret_value()
+    web_access = WebAccess(db, link_secret, clock, env.base_url)
     ctx = ListenerContext(
         config=settings.file,
         db=db,
@@ -199,8 +194,21 @@ def build(settings: Settings) -> Firebreak:
         settings, db, client, workers, channels, bolt, metrics, clock, jobs, pager, intake
     )
     app.runbooks = runbook_runner
+    if settings.socket_mode:  # Slack over a WebSocket instead of POST /slack/events
+        assert env.slack_app_token is not None
+        app.socket = SlackSocket(
+            bolt, env.slack_app_token.get_secret_value(), env.slack_api_url, metrics=metrics
+        )
     metrics.watch(db, app.scheduler_state, settings.file.incidents.severities)
-    app.web = create_web_app(bolt, db, metrics, settings, clock, app.scheduler_state)
+    app.web = create_web_app(
+        bolt,
+        db,
+        metrics,
+        settings,
+        clock,
+        app.scheduler_state,
+        socket_state=app.socket.state if app.socket is not None else None,
+    )
     app.web.register_blueprint(alert_blueprint(intake, settings, metrics, os.environ))
     app.web_access = web_access
     app.web.register_blueprint(web_view_blueprint(WebView(db, settings.file, clock, web_access)))

@@ -56,13 +56,21 @@ def main(verbose: bool) -> None:
 @click.option(
     "--sandbox", is_flag=True, help="Run against a local emulated Slack, not the real one."
 )
-def serve(host: str, port: int, threads: int, sandbox: bool) -> None:
+@click.option(
+    "--socket-mode",
+    is_flag=True,
+    help="Take Slack's requests over Socket Mode (a WebSocket Firebreak opens; needs "
+    "SLACK_APP_TOKEN) instead of POST /slack/events; the same as slack.mode: socket.",
+)
+def serve(host: str, port: int, threads: int, sandbox: bool, socket_mode: bool) -> None:
     """Serve Slack requests at POST /slack/events (upgrades the database schema first)."""
     from bot.app import build
     from bot.migrations import upgrade
     from bot.server import serve as run_server
 
     settings = _settings()
+    if socket_mode:
+        settings = settings.with_slack_mode("socket")
     if sandbox:
         from bot.playground import start_sandbox
 
@@ -72,6 +80,15 @@ def serve(host: str, port: int, threads: int, sandbox: bool) -> None:
         upgrade(settings.env.database_url)
         app = build(settings)
     app.start_scheduler()
+    if app.socket is not None:
+        from bot.slack.socket_mode import SocketRefused
+
+        try:
+            app.socket.start()
+        except SocketRefused as refused:
+            app.close()
+            _fail([str(refused)])
+        click.echo("Slack over Socket Mode: " + app.socket.state(), err=False)
 
     def listening(url: str) -> None:
         click.echo(f"Firebreak listening on {url}", err=False)
@@ -131,10 +148,8 @@ def check() -> None:
     settings = _settings()
     problems = []
     env = settings.env
-    if env.slack_bot_token is None:
-        problems.append("environment: SLACK_BOT_TOKEN is not set (the xoxb- bot token)")
-    if env.slack_signing_secret is None:
-        problems.append("environment: SLACK_SIGNING_SECRET is not set (Basic Information page)")
+    # Which Slack variables: SLACK_SIGNING_SECRET over HTTP, SLACK_APP_TOKEN in Socket Mode.
+    problems += [f"environment: {problem}" for problem in settings.missing_slack_variables()]
     problems.extend(settings.file.environment_problems(os.environ))
     from bot.runbooks.catalogue import check_catalogue
 
@@ -170,11 +185,16 @@ def check() -> None:
     show_default=True,
     help="The public base URL Slack will call.",
 )
-def manifest(url: str) -> None:
+@click.option(
+    "--socket-mode",
+    is_flag=True,
+    help="For Socket Mode (no public URL): socket_mode_enabled and no request URLs.",
+)
+def manifest(url: str, socket_mode: bool) -> None:
     """Print the Slack app manifest (YAML) to paste into Slack's app configuration."""
     from bot.manifest import render_manifest
 
-    click.echo(render_manifest(url), nl=False)
+    click.echo(render_manifest(url, socket_mode=socket_mode), nl=False)
 
 
 @main.command()

@@ -8,12 +8,13 @@ line, so `firebreak check` and `firebreak serve` can print something a person ca
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -48,6 +49,11 @@ class ConfigError(Exception):
 class SlackSection(Section):
     announce_channel: str | None = Field(
         default=None, description="Channel ID where every new incident is announced"
+    )
+    mode: Literal["http", "socket"] = Field(
+        default="http",
+        description="How Slack reaches Firebreak: http (POST /slack/events, needs a public "
+        "URL) or socket (Socket Mode: Firebreak opens a WebSocket; needs SLACK_APP_TOKEN)",
     )
 
     @field_validator("announce_channel")
@@ -336,6 +342,7 @@ class EnvSettings(BaseSettings):
     database_url: str = Field(default="sqlite:///firebreak.db", alias="DATABASE_URL")
     slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
     slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
     config_path: Path = Field(default=Path("firebreak.yaml"), alias="FIREBREAK_CONFIG")
     runbooks_path: Path = Field(default=Path("runbooks"), alias="FIREBREAK_RUNBOOKS")
@@ -369,6 +376,16 @@ class EnvSettings(BaseSettings):
             raise ValueError("must be a bot token starting with xoxb- (never a user token)")
         return value
 
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError(
+                "must be an app-level token starting with xapp- (Basic Information -> "
+                "App-Level Tokens, scope connections:write)"
+            )
+        return value
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -376,6 +393,44 @@ class Settings:
     file: FileConfig
     config_path: Path
     config_found: bool
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.file.slack.mode == "socket"
+
+    def with_slack_mode(self, mode: Literal["http", "socket"]) -> Settings:
+        """These settings with `slack.mode` set (`firebreak serve --socket-mode`)."""
+        slack = self.file.slack.model_copy(update={"mode": mode})
+        return dataclasses.replace(self, file=self.file.model_copy(update={"slack": slack}))
+
+    def missing_slack_variables(self) -> list[str]:
+        """The Slack variables this mode needs that are unset, each with where to find it:
+        always SLACK_BOT_TOKEN; SLACK_SIGNING_SECRET over HTTP, SLACK_APP_TOKEN in Socket
+        Mode (which needs no signing secret: nothing reaches /slack/events)."""
+        env = self.env
+        needed = [
+            ("SLACK_BOT_TOKEN", env.slack_bot_token, "the xoxb- token from OAuth & Permissions")
+        ]
+        if self.socket_mode:
+            needed.append(
+                (
+                    "SLACK_APP_TOKEN",
+                    env.slack_app_token,
+                    "slack.mode is socket: an xapp- app-level token with connections:write "
+                    "(Basic Information -> App-Level Tokens)",
+                )
+            )
+        else:
+            needed.append(
+                (
+                    "SLACK_SIGNING_SECRET",
+                    env.slack_signing_secret,
+                    "from the app's Basic Information page (or set slack.mode: socket and "
+                    "SLACK_APP_TOKEN to run without a public URL)",
+                )
+            )
+        return [f"{name} is not set ({hint})" for name, value, hint in needed if value is None]
+
 
 def load_env(environ: dict[str, str] | None = None) -> EnvSettings:
     source = dict(os.environ if environ is None else environ)

@@ -42,7 +42,11 @@ SLASH_COMMANDS = [
 ]
 
 
-def build_manifest(url: str) -> dict[str, Any]:
+def build_manifest(url: str, *, socket_mode: bool = False) -> dict[str, Any]:
+    """The app's manifest; with `socket_mode`, Slack sends everything over the WebSocket
+    Firebreak opens (`socket_mode_enabled: true`) and the manifest names no request URL."""
+    if socket_mode:
+        return _without_urls(build_manifest(url))
     events_url = url.rstrip("/") + "/slack/events"
     return {
         "display_information": {
@@ -67,7 +71,20 @@ def build_manifest(url: str) -> dict[str, Any]:
     }
 
 
-def render_manifest(url: str) -> str:
-    return "# Firebreak Slack app manifest\n" + yaml.safe_dump(
-        build_manifest(url), sort_keys=False, allow_unicode=True
+def _without_urls(manifest: dict[str, Any]) -> dict[str, Any]:
+    features, settings = manifest["features"], manifest["settings"]
+    for command in features["slash_commands"]:
+        del command["url"]
+    del settings["event_subscriptions"]["request_url"]
+    del settings["interactivity"]["request_url"]
+    settings["socket_mode_enabled"] = True
+    return manifest
+
+
+def render_manifest(url: str, *, socket_mode: bool = False) -> str:
+    header = "# Firebreak Slack app manifest"
+    if socket_mode:
+        header += " (Socket Mode: no public URL; create an app-level token with connections:write)"
+    return f"{header}\n" + yaml.safe_dump(
+        build_manifest(url, socket_mode=socket_mode), sort_keys=False, allow_unicode=True
     )

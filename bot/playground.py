@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from pydantic import SecretStr
 
-from bot.config import Settings, SlackSection
+from bot.config import Settings
 from bot.people import Person
 from bot.sandbox import SlackSandbox
 
@@ -22,6 +22,7 @@ DEMO_PEOPLE = {
     "carol": Person(slack="U0CAROL", email="carol@example.com", timezone="Asia/Tokyo"),
 }
 SANDBOX_TOKEN = "xoxb-sandbox-token"  # noqa: S105 - only ever valid against the local emulator
+SANDBOX_APP_TOKEN = "xapp-sandbox-token"  # noqa: S105 - the same, for Socket Mode
 
 
 def start_sandbox(settings: Settings) -> tuple[SlackSandbox, Settings]:
@@ -35,13 +36,16 @@ def start_sandbox(settings: Settings) -> tuple[SlackSandbox, Settings]:
     if file.slack.announce_channel is None:
         members = [person.slack for person in people.values()]
         announce = sandbox.add_channel("incidents", members=members)
-        file = file.model_copy(update={"slack": SlackSection(announce_channel=announce)})
+        slack = file.slack.model_copy(update={"announce_channel": announce})  # keeps slack.mode
+        file = file.model_copy(update={"slack": slack})
     env = settings.env.model_copy(
         update={
             "slack_api_url": sandbox.api_url,
             "slack_bot_token": SecretStr(SANDBOX_TOKEN),
             "slack_signing_secret": settings.env.slack_signing_secret
             or SecretStr(secrets.token_hex(16)),
+            # Socket Mode (serve --sandbox --socket-mode): the sandbox takes any xapp- token
+            "slack_app_token": SecretStr(SANDBOX_APP_TOKEN),
         }
     )
     return sandbox, replace(settings, env=env, file=file)

@@ -26,6 +26,11 @@ from bot.slack import payloads
 from bot.slack import requests as slack_requests
 
 log = logging.getLogger(__name__)
+SOCKET_MODE_REFUSAL = (
+    "Firebreak runs in Socket Mode (slack.mode: socket): Slack sends requests over the "
+    "WebSocket, not to /slack/events. Turn Socket Mode off in the Slack app and set "
+    "slack.mode: http to use this URL."
+)
 
 
 def create_web_app(
@@ -35,7 +40,11 @@ def create_web_app(
     settings: Settings,
     clock: Clock,
     scheduler_state: Callable[[], tuple[str, bool]],
+    *,
+    socket_state: Callable[[], str] | None = None,
 ) -> Flask:
+    """`socket_state` is given in Socket Mode (`bot.slack.socket_mode`): /readyz reports it
+    and /slack/events refuses requests (Slack sends them over the socket)."""
     web = Flask("firebreak")
     head = head_revision(db.url)
     bolt.error(payloads.on_error)  # what bolt answers when its own code or a middleware fails
@@ -70,6 +79,12 @@ def create_web_app(
 
     @web.post("/slack/events")
     def slack_events() -> Response:
+        if socket_state is not None:
+            return Response(
+                slack_requests.Refused(404, "socket_mode", SOCKET_MODE_REFUSAL).json(),
+                status=404,
+                mimetype="application/json",
+            )
         started = time.perf_counter()
         response = handle_slack(bolt, request, secret.get_secret_value() if secret else None)
         metrics.slack_response_seconds.observe(time.perf_counter() - started)
@@ -82,6 +97,17 @@ def create_web_app(
 
     @web.get("/readyz")
     def readyz() -> tuple[Response, int]:
+        """database_ready, plus in Socket Mode the socket: not ready unless connected."""
+        response, status = database_ready()
+        if socket_state is None:
+            return response, status
+        body = response.get_json()
+        body["socket"] = state = socket_state()
+        if state != "connected":
+            status, body["status"] = 503, "unavailable"
+        return jsonify(body), status
+
+    def database_ready() -> tuple[Response, int]:
         """Ready when the database answers at the schema's head and, if this replica should
         run the scheduler, it is running. `scheduler` is "leader", "standby" or "off"."""
         scheduler, healthy = scheduler_state()

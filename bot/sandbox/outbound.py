@@ -2,7 +2,8 @@
 
 What Slack would POST to `/slack/events`, signed with the signing secret exactly as Slack
 signs it (v0 HMAC-SHA256 over `v0:<timestamp>:<body>`). Used by the tests, `firebreak demo`
-and the benchmarks. The transport is pluggable: real HTTP, or a WSGI test client.
+and the benchmarks. The transport is pluggable: real HTTP, a WSGI test client, or Socket
+Mode (`socket_transport`: the same request as an envelope on the app's WebSocket).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from slack_sdk.signature import SignatureVerifier
 
 from bot.sandbox.server import SlackSandbox
+from bot.sandbox.socket_mode import NotAcknowledged
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,62 @@ def http_transport(events_url: str, timeout: float = 10.0) -> Transport:
             return Reply(error.code, error.read().decode())
 
     return post
+
+
+def envelope_of(body: bytes, headers: dict[str, str]) -> tuple[str, dict[str, Any], int]:
+    """(envelope type, payload, first retry_attempt) for what would have been POSTed: a
+    slash command's form, an interaction's `payload=` form, or an Events API JSON body."""
+    text = body.decode("utf-8")
+    lowered = {name.lower(): value for name, value in headers.items()}
+    retry = int(lowered.get("x-slack-retry-num") or 0)
+    if lowered.get("content-type", "").startswith("application/json"):
+        return "events_api", json.loads(text), retry
+    fields = dict(parse_qsl(text, keep_blank_values=True))
+    if "payload" in fields:
+        return "interactive", json.loads(fields["payload"]), retry
+    return "slash_commands", fields, retry
+
+
+def socket_transport(sandbox: SlackSandbox | str, timeout: float = 60.0) -> Transport:
+    """Deliver over Socket Mode: the sandbox (in this process, or the base URL of one in
+    another) sends the request as an envelope on the app's WebSocket and waits for the
+    acknowledgement, redelivering as Slack does. The Reply is 200 with the ack's payload as
+    its body (what an HTTP answer's body would have been: the text Slack shows the user),
+    or 504 when no attempt was acknowledged."""
+
+    def deliver(body: bytes, headers: dict[str, str]) -> Reply:
+        kind, payload, retry = envelope_of(body, headers)
+        if isinstance(sandbox, str):
+            return _remote_deliver(sandbox, kind, payload, retry, timeout)
+        try:
+            envelope = sandbox.socket_mode.deliver(kind, payload, first_attempt=retry)
+        except NotAcknowledged as missed:
+            return Reply(
+                504, json.dumps({"ok": False, "error": "not_acknowledged", "detail": str(missed)})
+            )
+        return Reply(200, json.dumps(envelope.response) if envelope.response else "")
+
+    return deliver
+
+
+def _remote_deliver(
+    base_url: str, kind: str, payload: dict[str, Any], retry: int, timeout: float
+) -> Reply:
+    data = json.dumps({"type": kind, "payload": payload, "first_attempt": retry}).encode()
+    request = urllib.request.Request(  # noqa: S310 - a local sandbox URL
+        base_url.rstrip("/") + "/_sandbox/socket/deliver",
+        data=data,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return Reply(error.code, error.read().decode())
+    acked = answer.get("response")
+    return Reply(200, json.dumps(acked) if acked else "")
 
 
 def _remote_response_url(sandbox_base_url: str, channel: str | None, user: str) -> str:

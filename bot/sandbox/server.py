@@ -22,6 +22,7 @@ from bot.sandbox.files import UPLOAD, UPLOAD_PATH, receive_upload
 from bot.sandbox.methods import METHODS
 from bot.sandbox.response_urls import ResponseTarget, respond
 from bot.sandbox.scopes import check_scopes
+from bot.sandbox.socket_mode import NotAcknowledged, SocketMode
 from bot.sandbox.state import (
     Call,
     Channel,
@@ -52,13 +53,19 @@ class SlackSandbox:
         bot_token: str | None = None,
         team_id: str = "T0SANDBOX",
         scopes: Iterable[str] | None = None,
+        app_token: str | None = None,
+        app_token_scopes: Iterable[str] = ("connections:write",),
     ) -> None:
-        """`scopes` are the bot token's OAuth scopes; by default the manifest's."""
+        """`scopes` are the bot token's OAuth scopes; by default the manifest's. `app_token`
+        is the one app-level token apps.connections.open takes (by default any `xapp-`)."""
         self.host = host
         self.port = port
         self.bot_user_id = bot_user_id
         self.team_id = team_id
         self._bot_token = bot_token
+        self._app_token = app_token
+        self.app_token_scopes = tuple(app_token_scopes)
+        self.socket_mode = SocketMode(host)
         self._lock = threading.RLock()
         self._ws = Workspace(team_id, bot_user_id, BOT_SCOPES if scopes is None else scopes)
         self._calls: list[Call] = []
@@ -88,6 +95,7 @@ class SlackSandbox:
     def stop(self) -> None:
         server, thread = self._server, self._thread
         self._server = self._thread = None
+        self.socket_mode.stop()
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -278,6 +286,7 @@ class SlackSandbox:
                 "views": [dataclasses.asdict(v) for v in ws.views.values()],
                 "ephemerals": [dataclasses.asdict(e) for e in ws.ephemerals],
                 "responses": [dataclasses.asdict(r) for r in ws.responses],
+                "socket_mode": self.socket_mode.snapshot(),
             }
 
     # faults ----------------------------------------------------------------------------
@@ -338,6 +347,8 @@ class SlackSandbox:
 
     def _dispatch(self, method: str, params: dict[str, Any], token: object) -> Answer:
         try:
+            if method == "apps.connections.open":
+                return 200, self._open_connection(token), {}
             run = METHODS.get(method)
             if run is None:
                 raise SlackError("unknown_method")
@@ -357,6 +368,25 @@ class SlackSandbox:
         except Exception:  # a sandbox bug: say so loudly rather than answer nonsense
             traceback.print_exc(file=sys.stderr)
             return 500, {"ok": False, "error": "sandbox_internal_error"}, {}
+
+    def _open_connection(self, token: object) -> dict[str, Any]:
+        """apps.connections.open: only an app-level token with connections:write."""
+        if not token or not isinstance(token, str):
+            raise SlackError("not_authed")
+        if token.startswith(("xoxb-", "xoxp-")):
+            raise SlackError("not_allowed_token_type")
+        valid = token == self._app_token if self._app_token else token.startswith("xapp-")
+        if not valid:
+            raise SlackError("invalid_auth")
+        if "connections:write" not in self.app_token_scopes:
+            raise SlackError(
+                "missing_scope",
+                details={
+                    "needed": "connections:write",
+                    "provided": ",".join(self.app_token_scopes),
+                },
+            )
+        return {"ok": True, "url": self.socket_mode.open_url()}
 
     def handle_upload(
         self, token: str, content_type: str, body: bytes
@@ -397,6 +427,8 @@ class SlackSandbox:
                 return 200, ok, {}
             if verb == "POST" and path.startswith("response/"):
                 return self._post_response(path.removeprefix("response/"), content_type, body)
+            if path == "socket" or path.startswith("socket/"):
+                return self._socket_control(verb, path.removeprefix("socket").strip("/"), body)
             if verb != "POST" or path not in (
                 "faults",
                 "users",
@@ -440,6 +472,34 @@ class SlackSandbox:
             return 400, {"ok": False, "error": err.code}, {}
         except (KeyError, TypeError, ValueError) as err:
             return 400, {"ok": False, "error": f"bad_request: {err}"}, {}
+
+    def _socket_control(self, verb: str, action: str, body: bytes) -> Answer:
+        """Socket Mode from another process: GET socket (connections and envelopes), POST
+        socket/deliver {type, payload}, socket/disconnect {reason, link}, socket/drop {link}."""
+        socket_mode = self.socket_mode
+        if verb == "GET" and action == "":
+            return 200, socket_mode.snapshot(), {}
+        if verb != "POST" or action not in ("deliver", "disconnect", "drop"):
+            return 404, {"ok": False, "error": "not_found"}, {}
+        data = json.loads(body.decode("utf-8") or "{}")
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        if action == "disconnect":
+            told = socket_mode.disconnect(
+                data.get("reason") or "refresh_requested", data.get("link")
+            )
+            return 200, {"ok": True, "connections": told}, {}
+        if action == "drop":
+            return 200, {"ok": True, "connections": socket_mode.drop(data.get("link"))}, {}
+        payload = data.get("payload")
+        if not isinstance(payload, dict):
+            raise ValueError("`payload` must be a JSON object")
+        try:
+            first = int(data.get("first_attempt") or 0)
+            envelope = socket_mode.deliver(str(data.get("type")), payload, first_attempt=first)
+        except NotAcknowledged as missed:
+            return 504, {"ok": False, "error": "not_acknowledged", **missed.envelope.public()}, {}
+        return 200, {"ok": True, **envelope.public()}, {}
 
     def _post_response(self, response_id: str, content_type: str, body: bytes) -> Answer:
         params = decode_body(content_type, body)

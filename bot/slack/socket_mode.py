@@ -1,0 +1,257 @@
+"""Slack over Socket Mode: the same bolt App, fed from a WebSocket instead of /slack/events.
+
+`SlackSocket` runs bolt's `SocketModeHandler` (slack_sdk's built-in Socket Mode client: no
+extra dependency) on the one bolt App that `bot.app.build` makes, so every listener, the
+ack-then-work flow and the one-effect-per-request middleware (`bot.slack.once`) run exactly
+as they do for HTTP. What differs is only the edge:
+
+- `apps.connections.open` goes to `SLACK_API_URL` (the sandbox in tests and demos) with the
+  app-level token (`SLACK_APP_TOKEN`, `xapp-`, scope `connections:write`).
+- Each envelope's payload passes the same body checks as an HTTP request
+  (`bot.slack.requests.parse`, fed the body Slack would have POSTed), so bolt never sees a
+  shape it would crash on and the errors are the same.
+- The acknowledgement carries bolt's answer (a slash command's reply, a modal's errors).
+  A request no listener takes is acknowledged empty (Slack would otherwise send it again);
+  one that failed (the database was down: status 503) is not acknowledged, so Slack
+  redelivers it and the retry finds the request unrecorded.
+- slack_sdk reconnects by itself: on Slack's `disconnect` message it opens a new connection
+  before closing the old one; a connection that stops answering pings is replaced after
+  about four ping intervals.
+
+`state()` is "connected", "connecting" (starting, or replacing a lost connection) or
+"disconnected" (closed, or the token was refused); `/readyz` is not ready unless connected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+from slack_bolt import App
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_bolt.adapter.socket_mode.internals import build_headers
+from slack_bolt.request import BoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from slack_sdk.socket_mode.builtin import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+
+from bot.metrics import Metrics
+from bot.slack import requests as slack_requests
+
+log = logging.getLogger(__name__)
+State = Literal["connected", "connecting", "disconnected"]
+PING_INTERVAL = 5.0  # seconds; a connection silent for ~4 of these is replaced
+RETRY_CONNECT = 5.0  # seconds between first connection attempts while Slack is unreachable
+# What apps.connections.open answers for a token that will never work: stop and say so.
+REFUSED = {
+    "not_authed": "SLACK_APP_TOKEN is empty",
+    "invalid_auth": "SLACK_APP_TOKEN was refused (invalid_auth); copy the xapp- token again",
+    "not_allowed_token_type": (
+        "SLACK_APP_TOKEN must be an app-level token (xapp-), not a bot or user token"
+    ),
+    "missing_scope": "the app-level token lacks the connections:write scope; create a new one with it",
+    "token_revoked": "SLACK_APP_TOKEN was revoked; create a new app-level token",
+    "account_inactive": "the app behind SLACK_APP_TOKEN is deleted or disabled",
+}
+
+
+class SocketRefused(Exception):
+    """Slack will never open a connection with this token: what is wrong and what to do."""
+
+
+class SlackSocket:
+    """One Socket Mode connection (kept open, replaced as Slack asks) for one bolt App."""
+
+    def __init__(
+        self,
+        bolt: App,
+        app_token: str,
+        api_url: str,
+        *,
+        metrics: Metrics | None = None,
+        ping_interval: float = PING_INTERVAL,
+        concurrency: int = 16,
+    ) -> None:
+        self.bolt = bolt
+        self.app_token = app_token
+        self.ping_interval = ping_interval  # may be changed until `start`
+        self.concurrency = concurrency
+        self.metrics = metrics
+        self.web_client = WebClient(
+            base_url=api_url,
+            timeout=10,
+            retry_handlers=[
+                RateLimitErrorRetryHandler(max_retry_count=3),
+                ConnectionErrorRetryHandler(max_retry_count=2),
+                ServerErrorRetryHandler(max_retry_count=2),
+            ],
+        )
+        self.handler: _Handler | None = None
+        self._started = False
+        self._closed = threading.Event()
+        self._refused: str | None = None
+        self._retrying: threading.Thread | None = None
+
+    @property
+    def client(self) -> SocketModeClient:
+        if self.handler is None:
+            raise RuntimeError("the Socket Mode connection is not started")
+        return self.handler.client
+
+    def start(self) -> None:
+        """Open the first connection. A token Slack refuses raises SocketRefused now; an
+        unreachable Slack is retried in the background (state "connecting" meanwhile)."""
+        if self.handler is not None or self._closed.is_set():
+            return
+        # slack_sdk's client starts its threads when it is made: make it here, not before.
+        self.handler = _Handler(
+            self.bolt,
+            self.app_token,
+            self,
+            logger=logging.getLogger("firebreak.socket"),
+            web_client=self.web_client,
+            ping_interval=self.ping_interval,
+            concurrency=self.concurrency,
+        )
+        self._started = True
+        try:
+            self._connect_once()
+        except SocketRefused:
+            raise
+        except Exception as error:
+            log.warning(
+                "Socket Mode: cannot reach Slack yet (%s: %s); retrying every %.0f s",
+                type(error).__name__,
+                error,
+                RETRY_CONNECT,
+            )
+            self._retrying = threading.Thread(
+                target=self._retry_connect, name="socket-mode-connect", daemon=True
+            )
+            self._retrying.start()
+
+    def _connect_once(self) -> None:
+        try:
+            self.client.connect()
+        except SlackApiError as error:
+            code = str(error.response.get("error", ""))
+            if code in REFUSED:
+                self._refused = code
+                raise SocketRefused(
+                    f"Socket Mode: apps.connections.open failed: {REFUSED[code]}"
+                ) from None
+            raise
+
+    def _retry_connect(self) -> None:
+        while not self._closed.wait(RETRY_CONNECT):
+            try:
+                self._connect_once()
+                log.info("Socket Mode: connected")
+                return
+            except SocketRefused as refused:
+                log.error("%s", refused)
+                return
+            except Exception as error:
+                log.warning("Socket Mode: still cannot reach Slack (%s)", type(error).__name__)
+
+    def state(self) -> State:
+        if self._closed.is_set() or self._refused is not None or not self._started:
+            return "disconnected"
+        client = self.client
+        if not client.is_connected():
+            return "connecting"
+        session = client.current_session
+        heard = session.last_ping_pong_time if session is not None else None
+        if heard is not None and time.time() - heard > 3 * self.ping_interval:
+            return "connecting"  # silent: slack_sdk is about to replace this connection
+        return "connected"
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.state() == "connected":
+                return True
+            if self._refused is not None or self._closed.is_set():
+                return False
+            time.sleep(0.02)
+        return False
+
+    def close(self) -> None:
+        """Stop receiving: Slack sends what is not acknowledged to another connection."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self.handler is not None:
+            self.handler.client.close()
+        if self._retrying is not None:
+            self._retrying.join(timeout=RETRY_CONNECT + 1)
+
+
+class _Handler(SocketModeHandler):
+    """Bolt's built-in Socket Mode handler, with the HTTP edge's body checks and acks."""
+
+    def __init__(self, bolt: App, app_token: str, socket: SlackSocket, **kwargs: Any) -> None:
+        super().__init__(bolt, app_token, **kwargs)
+        self.socket = socket
+
+    def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        started = time.perf_counter()
+        response = self.dispatch(req)
+        metrics = self.socket.metrics
+        if metrics is not None:
+            metrics.slack_response_seconds.observe(time.perf_counter() - started)
+            metrics.slack_requests.labels(str(response.status)).inc()
+        if response.status == 200:
+            client.send_socket_mode_response(_acknowledgement(req, response))
+        elif response.status in (400, 404):
+            # Never acted on, and a redelivery would not be either: acknowledge it.
+            client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+        else:
+            log.warning(
+                "Socket Mode: %s envelope %s not acknowledged (status %s); Slack will resend it",
+                req.type,
+                req.envelope_id,
+                response.status,
+            )
+
+    def dispatch(self, req: SocketModeRequest) -> BoltResponse:
+        checked = slack_requests.parse(*_as_http_body(req.type, req.payload))
+        if isinstance(checked, slack_requests.Refused):
+            log.info("refused a Socket Mode %s envelope: %s", req.type, checked.message)
+            return BoltResponse(status=checked.status, body=checked.json())
+        request = BoltRequest(mode="socket_mode", body=checked.body, headers=build_headers(req))
+        return self.app.dispatch(request)
+
+
+def _as_http_body(kind: str, payload: Any) -> tuple[bytes, str]:
+    """The body Slack would have POSTed to /slack/events for this envelope's payload."""
+    if kind == "slash_commands" and isinstance(payload, dict):
+        fields = {str(key): str(value) for key, value in payload.items()}
+        return urlencode(fields).encode(), "application/x-www-form-urlencoded"
+    if kind == "interactive":
+        return urlencode({"payload": json.dumps(payload)}).encode(), (
+            "application/x-www-form-urlencoded"
+        )
+    return json.dumps(payload).encode(), "application/json"
+
+
+def _acknowledgement(req: SocketModeRequest, response: BoltResponse) -> SocketModeResponse:
+    """bolt's answer as the ack's payload (as bolt's own handler builds it)."""
+    if not response.body:
+        return SocketModeResponse(envelope_id=req.envelope_id)
+    content_type = response.headers.get("content-type", [""])[0]
+    if content_type.startswith("application/json"):
+        return SocketModeResponse(envelope_id=req.envelope_id, payload=json.loads(response.body))
+    return SocketModeResponse(envelope_id=req.envelope_id, payload={"text": response.body})

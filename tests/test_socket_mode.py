@@ -1,0 +1,345 @@
+"""Socket Mode end to end: Firebreak's bolt app on slack_sdk's Socket Mode client, talking to
+the sandbox's Socket Mode server over a real WebSocket.
+
+The same requests the HTTP tests sign and POST go here as envelopes (`socket_transport`):
+declare, status, note, resolve, buttons and reactions, an acknowledgement that comes too late,
+a `disconnect` and a dropped TCP connection in the middle of a flow, and two apps on one
+database sharing the envelopes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from werkzeug.test import Client
+
+from bot.app import Firebreak, build
+from bot.config import ConfigError, EnvSettings, FileConfig, Settings
+from bot.incidents import service
+from bot.sandbox import SlackSandbox
+from bot.sandbox.outbound import OutboundSlack, socket_transport
+from bot.slack.socket_mode import SlackSocket, SocketRefused
+from tests.conftest import TOKEN, wait_for
+
+APP_TOKEN = "xapp-1-A0FIREBREAK-test"
+
+
+def socket_settings(database_url: str, sandbox: SlackSandbox, file_config: FileConfig) -> Settings:
+    env = EnvSettings.model_validate(
+        {
+            "DATABASE_URL": database_url,
+            "SLACK_BOT_TOKEN": TOKEN,
+            "SLACK_APP_TOKEN": APP_TOKEN,
+            "SLACK_API_URL": sandbox.api_url,
+        }
+    )
+    settings = Settings(
+        env=env, file=file_config, config_path=Path("firebreak.yaml"), config_found=False
+    )
+    return settings.with_slack_mode("socket")
+
+
+def start_socket_app(settings: Settings, sandbox: SlackSandbox, links: int = 1) -> Firebreak:
+    app = build(settings)
+    assert app.socket is not None
+    app.socket.ping_interval = 1.0  # a dropped connection is noticed in ~4 s
+    app.socket.start()
+    assert app.socket.wait_connected(timeout=10)
+    sandbox.socket_mode.wait_for_links(links)
+    return app
+
+
+@pytest.fixture
+def socket_app(
+    database_url: str, sandbox: SlackSandbox, file_config: FileConfig
+) -> Iterator[Firebreak]:
+    app = start_socket_app(socket_settings(database_url, sandbox, file_config), sandbox)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+class SocketSlack(OutboundSlack):
+    """What Slack sends, as envelopes on the app's WebSocket, plus waiting for the work."""
+
+    def __init__(self, apps: list[Firebreak], sandbox: SlackSandbox) -> None:
+        super().__init__(socket_transport(sandbox), "no-signing-in-socket-mode", sandbox)
+        self.apps = apps
+
+    def settle(self) -> None:
+        for app in self.apps:
+            assert app.workers.wait_idle(timeout=20), "background work did not finish"
+
+    def run(self, text: str, *, user: str = "U0ALICE", channel: str = "C0GENERAL") -> Any:
+        reply = self.command(text, user=user, channel=channel)
+        self.settle()
+        return reply
+
+
+@pytest.fixture
+def slack(socket_app: Firebreak, sandbox: SlackSandbox) -> SocketSlack:
+    return SocketSlack([socket_app], sandbox)
+
+
+def events(app: Firebreak, incident_id: int = 1) -> list[tuple[str, str, dict[str, Any]]]:
+    with app.db.session_scope() as session:
+        incident = service.get(session, incident_id)
+        return [(e.kind, e.actor, e.data) for e in service.events(session, incident)]
+
+
+def declare(slack: SocketSlack, sandbox: SlackSandbox, general: str) -> str:
+    slack.run("declare sev2 Checkout latency above 2s", channel=general)
+    channel = sandbox.channel_by_name("inc-1-checkout-latency-above-2s")
+    assert channel is not None
+    return channel.id
+
+
+def test_the_incident_flow_over_the_socket(
+    slack: SocketSlack,
+    sandbox: SlackSandbox,
+    socket_app: Firebreak,
+    general: str,
+    announce_channel: str,
+) -> None:
+    channel = declare(slack, sandbox, general)
+    assert "Declared INC-1" in sandbox.responses()[-1].payload["text"]
+    assert sandbox.pins(channel), "the summary is pinned"
+    assert "INC-1" in str(sandbox.messages(announce_channel)[-1].blocks)
+
+    slack.run("status identified", channel=channel)
+    slack.run("note Rolled back deploy 42", channel=channel, user="U0CAROL")
+    ts = sandbox.post_user_message(channel, "U0BOB", "p99 back under 300 ms")
+    slack.reaction_added(user="U0BOB", channel=channel, ts=ts)  # an events_api envelope
+    slack.settle()
+    slack.run("resolve Bad deploy rolled back", channel=channel)
+
+    kinds = [kind for kind, _, _ in events(socket_app)]
+    assert kinds.count("status_changed") == 1
+    assert ("note_added", "U0CAROL", {"text": "Rolled back deploy 42"}) in events(socket_app)
+    assert kinds.count("pinned_message") == 1
+    assert kinds[-1] == "resolved"
+    assert sandbox.channel(channel).topic.startswith("SEV2 · resolved")
+    envelopes = sandbox.socket_mode.envelopes()
+    assert {e.type for e in envelopes} == {"slash_commands", "events_api"}
+    assert all(e.acknowledged and len(e.attempts) == 1 for e in envelopes)
+    state = sandbox.snapshot()["socket_mode"]
+    assert len(state["envelopes"]) == len(envelopes)
+
+
+def test_the_ack_payload_answers_the_user_as_over_http(
+    slack: SocketSlack, sandbox: SlackSandbox
+) -> None:
+    """A slash command's immediate answer (here help, and a parse error) travels back in
+    the acknowledgement: the sandbox records it, and the sender reads it as a reply body."""
+    reply = slack.run("help")
+    assert reply.status == 200 and "/incident declare" in reply.json()["text"]
+    wrong = slack.run("sev sev9")
+    assert "sev9" in wrong.json()["text"]
+    answered = [e.response for e in sandbox.socket_mode.envelopes()]
+    assert answered[0] is not None and answered[0]["text"] == reply.json()["text"]
+    assert sandbox.snapshot()["socket_mode"]["envelopes"][1]["response"] == wrong.json()
+
+
+def test_a_late_acknowledgement_is_redelivered_and_acts_once(
+    slack: SocketSlack,
+    sandbox: SlackSandbox,
+    socket_app: Firebreak,
+    general: str,
+) -> None:
+    """The sandbox's deadline is shorter than the time the database takes to record the
+    request (a lock held by another transaction), so the first ack comes late: the envelope
+    goes out again with retry_attempt 1, and the incident is still declared once."""
+    sandbox.socket_mode.ack_deadline = 0.3
+    hold = threading.Event()
+    released = threading.Event()
+
+    def holder() -> None:
+        # SQLite: BEGIN IMMEDIATE holds the one write lock; PostgreSQL: a table lock that
+        # makes inserts wait. Either way, recording the request waits for this transaction.
+        with socket_app.db.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("LOCK TABLE slack_requests IN SHARE ROW EXCLUSIVE MODE"))
+            hold.set()
+            released.wait(5)
+
+    locker = threading.Thread(target=holder)
+    locker.start()
+    hold.wait(5)
+    timer = threading.Timer(1.0, released.set)
+    timer.start()
+    try:
+        reply = slack.run("declare sev2 Checkout latency above 2s", channel=general)
+    finally:
+        released.set()
+        locker.join()
+        timer.cancel()
+    # Every attempt waited for the lock in the socket client's own threads; the one that
+    # records the request first hands the declaration to the worker pool.
+    wait_for(lambda: any("Declared INC-1" in str(r.payload) for r in sandbox.responses()))
+    slack.settle()
+    envelope = sandbox.socket_mode.envelopes()[-1]
+    assert reply.status == 200
+    assert len(envelope.attempts) >= 2
+    assert [a.retry_attempt for a in envelope.attempts][:2] == [0, 1]
+    with socket_app.db.session_scope() as session:
+        assert len(service.list_open(session)) == 1
+    assert len([c for c in sandbox.calls_to("conversations.create") if c.response["ok"]]) == 1
+    declared = [r for r in sandbox.responses() if "Declared INC-1" in str(r.payload)]
+    assert len(declared) == 1
+
+
+def test_a_disconnect_mid_flow_loses_nothing(
+    slack: SocketSlack, sandbox: SlackSandbox, socket_app: Firebreak, general: str
+) -> None:
+    channel = declare(slack, sandbox, general)
+    first = sandbox.socket_mode.open_links()[0].id
+    sandbox.socket_mode.refresh_grace = 2.0
+    notes = [f"note step {n}" for n in range(6)]
+    errors: list[BaseException] = []
+
+    def send_notes() -> None:
+        try:
+            for note in notes:
+                assert slack.command(note, user="U0BOB", channel=channel).status == 200
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    sender = threading.Thread(target=send_notes)
+    sender.start()
+    sandbox.socket_mode.disconnect("refresh_requested")
+    sender.join(timeout=60)
+    assert not errors
+    slack.settle()
+    texts = [data["text"] for kind, _, data in events(socket_app) if kind == "note_added"]
+    assert texts == [n.removeprefix("note ") for n in notes]
+    wait_for(lambda: first not in [link.id for link in sandbox.socket_mode.open_links()])
+    assert socket_app.socket is not None and socket_app.socket.wait_connected()
+    assert slack.run("status identified", channel=channel).status == 200
+
+
+def test_a_dropped_connection_is_replaced_and_nothing_is_lost(
+    slack: SocketSlack, sandbox: SlackSandbox, socket_app: Firebreak, general: str
+) -> None:
+    channel = declare(slack, sandbox, general)
+    sandbox.socket_mode.max_retries = 10  # Slack keeps trying while the app reconnects
+    dropped = sandbox.socket_mode.drop()
+    assert slack.run("note after the drop", channel=channel).status == 200
+    texts = [data["text"] for kind, _, data in events(socket_app) if kind == "note_added"]
+    assert texts == ["after the drop"]
+    live = [link.id for link in sandbox.socket_mode.wait_for_links(1)]
+    assert not set(live) & set(dropped)
+    assert socket_app.socket is not None and socket_app.socket.wait_connected()
+
+
+def test_two_replicas_share_the_envelopes_and_act_once(
+    database_url: str, sandbox: SlackSandbox, file_config: FileConfig, general: str
+) -> None:
+    """Two apps on one database, each with its own connection: the sandbox spreads the
+    envelopes over both; a request both receive (a redelivery) still acts once."""
+    settings = socket_settings(database_url, sandbox, file_config)
+    first = start_socket_app(settings, sandbox, links=1)
+    second = start_socket_app(settings, sandbox, links=2)
+    try:
+        slack = SocketSlack([first, second], sandbox)
+        channel = declare(slack, sandbox, general)
+        for n in range(8):
+            slack.run(f"note replica note {n}", channel=channel)
+        # The same slash command delivered twice (Slack resending it): one note.
+        body = slack.command_body("note sent twice", user="U0BOB", channel=channel)
+        headers = slack.signed_headers(body, "application/x-www-form-urlencoded")
+        for _ in range(2):
+            assert slack.transport(body, headers).status == 200
+        slack.settle()
+        links = {a.link for e in sandbox.socket_mode.envelopes() for a in e.attempts}
+        assert len(links) == 2, "both connections got envelopes"
+        texts = [data["text"] for kind, _, data in events(first) if kind == "note_added"]
+        assert texts == [f"replica note {n}" for n in range(8)] + ["sent twice"]
+        with first.db.session_scope() as session:
+            assert len(service.list_open(session)) == 1
+    finally:
+        second.close()
+        first.close()
+
+
+def test_readyz_reports_the_socket_and_slack_events_is_refused(
+    database_url: str, sandbox: SlackSandbox, file_config: FileConfig
+) -> None:
+    app = build(socket_settings(database_url, sandbox, file_config))
+    try:
+        client = Client(app.web)
+        before = client.get("/readyz")
+        assert before.status_code == 503 and before.json["socket"] == "disconnected"
+        assert app.socket is not None
+        app.socket.start()
+        assert app.socket.wait_connected()
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json["socket"] == "connected"
+        refused = client.post("/slack/events", data=b"{}", content_type="application/json")
+        assert refused.status_code == 404
+        assert "Socket Mode" in refused.json["message"]
+        assert client.get("/healthz").status_code == 200
+    finally:
+        app.close()
+    assert Client(app.web).get("/readyz").json["socket"] == "disconnected"
+
+
+@pytest.mark.parametrize(
+    ("token", "error"),
+    [(TOKEN, "not_allowed_token_type"), ("xapp-1-wrong", "invalid_auth")],
+)
+def test_a_refused_app_token_stops_with_what_to_do(
+    sandbox: SlackSandbox, token: str, error: str
+) -> None:
+    with SlackSandbox(app_token=APP_TOKEN) as strict:
+        socket = SlackSocket(_NoBolt.app(), token, strict.api_url)
+        try:
+            with pytest.raises(SocketRefused) as refused:
+                socket.start()
+        finally:
+            socket.close()
+        assert socket.state() == "disconnected"
+        assert [c.response["error"] for c in strict.calls_to("apps.connections.open")] == [error]
+        assert "SLACK_APP_TOKEN" in str(refused.value) or "connections" in str(refused.value)
+
+
+def test_the_sandbox_answers_apps_connections_open_as_slack(sandbox: SlackSandbox) -> None:
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    client = WebClient(base_url=sandbox.api_url)
+    url = client.apps_connections_open(app_token=APP_TOKEN)["url"]
+    assert url.startswith("ws://127.0.0.1:") and "/link/?ticket=" in url
+    for token, error in [(TOKEN, "not_allowed_token_type"), ("", "not_authed")]:
+        with pytest.raises(SlackApiError) as failed:
+            client.apps_connections_open(app_token=token)
+        assert failed.value.response["error"] == error
+    sandbox.app_token_scopes = ()
+    with pytest.raises(SlackApiError) as failed:
+        client.apps_connections_open(app_token=APP_TOKEN)
+    assert failed.value.response["error"] == "missing_scope"
+    assert failed.value.response["needed"] == "connections:write"
+
+
+def test_build_names_the_missing_app_token(
+    database_url: str, sandbox: SlackSandbox, file_config: FileConfig
+) -> None:
+    settings = socket_settings(database_url, sandbox, file_config)
+    env = settings.env.model_copy(update={"slack_app_token": None})
+    with pytest.raises(ConfigError) as failed:
+        build(Settings(env, settings.file, settings.config_path, False))
+    text = "\n".join(failed.value.problems)
+    assert "SLACK_APP_TOKEN is not set" in text and "SLACK_SIGNING_SECRET" not in text
+
+
+class _NoBolt:
+    @staticmethod
+    def app() -> Any:
+        from slack_bolt import App
+
+        return App(token=TOKEN, signing_secret="", token_verification_enabled=False)
