@@ -13,7 +13,7 @@ import click
 from bot.cli_postmortem import postmortem
 from bot.cli_report import report
 from bot.cli_runbook import runbook
-from bot.cli_web import web_link, web_logout
+from bot.cli_web import sandbox_web_view, web_link, web_logout
 from bot.config import ConfigError, FileConfig, Settings, load_settings
 
 
@@ -92,6 +92,8 @@ def serve(host: str, port: int, threads: int, sandbox: bool, socket_mode: bool) 
 
     def listening(url: str) -> None:
         click.echo(f"Firebreak listening on {url}", err=False)
+        if sandbox:
+            click.echo(sandbox_web_view(app.web_access, url, host), err=False)
         sys.stdout.flush()
 
     run_server(app, host, port, threads=threads, on_listening=listening)

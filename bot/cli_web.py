@@ -104,3 +104,20 @@ def web_logout(person: str) -> None:
     with _web_access(settings, None) as access:
         ended = access.revoke(user_id)
     click.echo(f"Signed {name} out of the web view: {ended} session(s) ended.")
+
+
+def sandbox_web_view(access: WebAccess, url: str, host: str) -> str:
+    """`serve --sandbox`: links point at the URL it listens on (unless FIREBREAK_BASE_URL
+    says otherwise), and on a loopback address the view skips sign-in for requests from
+    this machine (every page says so). Returns the line to print beside the Slack URL."""
+    import ipaddress
+
+    access.base_url = access.base_url or url
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    access.open_on_loopback = loopback
+    if loopback:
+        return f"Web view: {url}/ (sandbox: no sign-in from this machine)"
+    return f"Web view: {url}/ (sign in with /incident web or `firebreak web-link NAME`)"

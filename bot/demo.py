@@ -30,7 +30,7 @@ from pydantic import SecretStr
 from waitress.server import create_server
 
 from bot.alerts.routing import AlertRoute
-from bot.app import build
+from bot.app import Firebreak, build
 from bot.config import ConfigError, Settings
 from bot.migrations import upgrade
 from bot.oncall.configuration import EscalationPolicy, Service
@@ -228,6 +228,7 @@ def run_demo(settings: Settings, echo: Echo, *, ssh_server: str = "auto") -> Non
             thread.start()
             try:
                 _play(demo_settings, sandbox, app.workers.wait_idle, url, echo, ssh)
+                _offer_web_view(app, demo_settings, url, echo)
             finally:
                 # Let the last request finish, stop waitress's threads, then its sockets.
                 app.workers.wait_idle()
@@ -592,3 +593,31 @@ def _show_draft(settings: Settings, echo: Echo, lines: int = 12) -> None:
     for line in path.read_text(encoding="utf-8").splitlines()[:lines]:
         echo(f"    {line}")
     echo("")
+
+# -- the web view ---------------------------------------------------------------------------
+
+
+def _offer_web_view(app: Firebreak, settings: Settings, url: str, echo: Echo) -> None:
+    """End with a sign-in link to the web view of the demo's incident. On a terminal the
+    demo keeps serving until Enter, so the link can be opened; otherwise it stops."""
+    import contextlib
+    import sys
+
+    from sqlalchemy import func, select
+
+    from bot.incidents.models import Incident
+
+    with app.db.session_scope() as session:
+        latest = session.scalar(select(func.max(Incident.id)))
+    name, person = next(iter(settings.file.people.items()))
+    app.web_access.base_url = url
+    path = f"/incidents/INC-{latest}" if latest else "/"
+    link = app.web_access.link(person.slack, name, next_path=path)
+    echo(f"Web view of INC-{latest}: sign in as {name} with this link (10 minutes, once):")
+    echo(f"    {link}")
+    if not sys.stdin.isatty():
+        echo("(Not a terminal, so the demo stops now and the link with it.)")
+        return
+    echo("The web view stays up until you press Enter.")
+    with contextlib.suppress(EOFError):  # stdin closed: stop as after Enter
+        input()

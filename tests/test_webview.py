@@ -15,9 +15,14 @@ import pytest
 from werkzeug.test import Client, TestResponse
 
 from bot.app import Firebreak
+from bot.sentences import IMPERSONAL
+from bot.timeline import KINDS
 from bot.webview.auth import COOKIE, WebAccess
-from tests.conftest import SECRET, Slack, last_response_text
+from bot.webview.render import Names, event_text, text_style
+from tests.conftest import PEOPLE, SECRET, Slack, last_response_text
 from tests.test_cli import TOKENS, invoke
+from tests.test_timeline_render import NOT_SHOWN
+from tests.test_timeline_render import event as sample_event
 
 BASE = "http://firebreak.test"
 SCRIPT = "<script>alert(1)</script>"
@@ -148,6 +153,14 @@ def test_the_cookie_is_secure_behind_a_proxy_that_says_https(
     link = path_of(firebreak.web_access.link("U0ALICE", "alice"))
     response = web.get(link, headers={"X-Forwarded-Proto": "https"})
     assert "Secure" in response.headers["Set-Cookie"]
+
+
+def test_the_cookie_is_secure_when_the_public_address_is_https(
+    firebreak: Firebreak, web: Client
+) -> None:
+    firebreak.web_access.base_url = "https://firebreak.test"
+    link = firebreak.web_access.link("U0ALICE", "alice").removeprefix("https://firebreak.test")
+    assert "Secure" in web.get(link).headers["Set-Cookie"]
 
 
 def test_the_link_goes_to_a_page_on_this_site_only(firebreak: Firebreak, web: Client) -> None:
@@ -374,3 +387,27 @@ def test_the_sandbox_lets_loopback_in_and_says_so(sandbox_open: Firebreak) -> No
     remote = local.get("/", environ_base={"REMOTE_ADDR": "192.0.2.7"})
     assert remote.status_code == 401
     assert "lets anyone on this machine" in remote.get_data(as_text=True)
+
+
+# -- timeline facts in the web view ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_kind_of_fact_reads_as_a_sentence_in_the_web_view(kind: str) -> None:
+    """The web view's style says what the terminal says, with people by their names; its
+    templates escape the text (checked above), so the sentence itself is plain."""
+    fact = sample_event(kind)
+    names = Names(PEOPLE)
+    text = event_text(fact, text_style(names))
+    assert text and "recorded" not in text
+    for key in KINDS[kind]:
+        value = fact.data[key]
+        if (kind, key) in NOT_SHOWN or not isinstance(value, str):
+            continue
+        if key in ("user", "previous", "author", "owner", "requester", "approver"):
+            assert names(value) in text, (kind, key, text)
+        elif key != "ts":
+            shown = value if key != "severity" else value.upper()
+            assert shown in text, (kind, key, text)
+    if fact.kind not in IMPERSONAL:
+        assert text.startswith("alice ")
