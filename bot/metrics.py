@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -56,6 +56,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from bot.db import Database
 from bot.incidents.models import Incident
 from bot.oncall.models import OPEN_STATES, Page
+from bot.readiness import Readiness
 from bot.runbooks.records import RunbookRunFact
 from bot.timeline import TimelineEvent
 
@@ -84,6 +85,9 @@ def word(value: object) -> str:
 
 class Metrics:
     def __init__(self) -> None:
+        # No `*_created` series: in the 0.0.4 text format each is one more gauge per counter
+        # and histogram, which nothing here reads (process-wide, like the client's default).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)
@@ -225,9 +229,9 @@ class Metrics:
         )
         self.job_lag = Histogram(
             "firebreak_scheduler_job_lag_seconds",
-            "How late the scheduler handed a job to its workers, by job (escalation, "
+            "How late the scheduler handed a job to its workers, by kind (escalation, "
             "delivery, reconcile, handoffs, runbook-runs, postmortem-reminders)",
-            ["job"],
+            ["kind"],  # not "job": Prometheus keeps that label for the scrape job
             buckets=LATENESS,
             registry=r,
         )
@@ -362,9 +366,10 @@ def _acknowledged_after(session: Session, event: TimelineEvent) -> float | None:
 
 
 class _StateCollector(Collector):
-    """Open incidents by severity, open pages by state, the scheduler role: two indexed
-    GROUP BY counts and a flag per scrape. A database that does not answer leaves the
-    counts out (and `firebreak_database_up` 0) rather than failing the scrape."""
+    """Open incidents by severity, open pages by state, the scheduler role and readiness:
+    the /readyz checks plus two indexed GROUP BY counts per scrape. A database that does
+    not answer leaves the counts out (and `firebreak_database_up` 0) rather than failing
+    the scrape."""
 
     def __init__(
         self,
@@ -374,6 +379,7 @@ class _StateCollector(Collector):
     ) -> None:
         self.db = db
         self.scheduler_state = scheduler_state
+        self.readiness = Readiness(db, scheduler_state)
         self.severities = severities
 
     def describe(self) -> Iterable[Metric]:
@@ -381,8 +387,10 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         role, healthy = self.scheduler_state()
+        ready, answer = self.readiness.check()
         incidents: dict[str, int] = {}
         pages: dict[str, int] = {}
+        up = answer["database"] == "ok"
         try:
             with self.db.session_scope() as session:
                 incidents = dict(
@@ -399,16 +407,15 @@ class _StateCollector(Collector):
                         .group_by(Page.state)
                     ).all()
                 )
-            up = True
-        except Exception as error:
+        except Exception as error:  # no tables yet, or the database just went away
             log.warning("metrics: could not read open incidents and pages: %s", error)
-            up = False
-        return list(self._families(role, healthy, up, incidents, pages))
+        return list(self._families(role, healthy, ready, up, incidents, pages))
 
     def _families(
         self,
         role: str | None = None,
         healthy: bool = True,
+        ready: bool = True,
         up: bool = True,
         incidents: dict[str, int] | None = None,
         pages: dict[str, int] | None = None,
@@ -423,7 +430,12 @@ class _StateCollector(Collector):
             "(what /readyz reports)",
         )
         database = GaugeMetricFamily(
-            "firebreak_database_up", "1 if the last scrape could read the database, else 0"
+            "firebreak_database_up", "1 if the database answered this scrape, else 0"
+        )
+        readyz = GaugeMetricFamily(
+            "firebreak_ready",
+            "1 if GET /readyz answers 200 (database up, schema current, scheduler running "
+            "where it should), else 0",
         )
         open_incidents = GaugeMetricFamily(
             "firebreak_incidents_open", "Incidents not resolved, by severity", labels=["severity"]
@@ -437,6 +449,7 @@ class _StateCollector(Collector):
             leader.add_metric([], 1.0 if role == "leader" else 0.0)
             running.add_metric([], 1.0 if healthy else 0.0)
             database.add_metric([], 1.0 if up else 0.0)
+            readyz.add_metric([], 1.0 if ready else 0.0)
             if up:
                 counts = dict.fromkeys(self.severities, 0) | dict(incidents or {})
                 for severity, count in sorted(counts.items()):
@@ -444,7 +457,7 @@ class _StateCollector(Collector):
                 states = dict.fromkeys(OPEN_STATES, 0) | dict(pages or {})
                 for state, count in sorted(states.items()):
                     open_pages.add_metric([state], float(count))
-        yield from (leader, running, database, open_incidents, open_pages)
+        yield from (leader, running, database, readyz, open_incidents, open_pages)
 
 
 # -- the outbound Slack client ----------------------------------------------------------

@@ -12,7 +12,6 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from slack_bolt import App, BoltContext
 from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
 from slack_bolt.request.internals import build_context
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -20,8 +19,8 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.db import Database, describe, unavailable
 from bot.metrics import METHODS, Metrics
-from bot.migrations import current_revision, head_revision
 from bot.oncall import ics
+from bot.readiness import Readiness
 from bot.slack import payloads
 from bot.slack import requests as slack_requests
 
@@ -46,7 +45,7 @@ def create_web_app(
     """`socket_state` is given in Socket Mode (`bot.slack.socket_mode`): /readyz reports it
     and /slack/events refuses requests (Slack sends them over the socket)."""
     web = Flask("firebreak")
-    head = head_revision(db.url)
+    readiness = Readiness(db, scheduler_state)
     bolt.error(payloads.on_error)  # what bolt answers when its own code or a middleware fails
     secret = settings.env.slack_signing_secret
 
@@ -97,37 +96,13 @@ def create_web_app(
 
     @web.get("/readyz")
     def readyz() -> tuple[Response, int]:
-        """database_ready, plus in Socket Mode the socket: not ready unless connected."""
-        response, status = database_ready()
-        if socket_state is None:
-            return response, status
-        body = response.get_json()
-        body["socket"] = state = socket_state()
-        if state != "connected":
-            status, body["status"] = 503, "unavailable"
-        return jsonify(body), status
-
-    def database_ready() -> tuple[Response, int]:
-        """Ready when the database answers at the schema's head and, if this replica should
-        run the scheduler, it is running. `scheduler` is "leader", "standby" or "off"."""
-        scheduler, healthy = scheduler_state()
-        try:
-            with db.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-                revision = current_revision(connection)
-        except Exception as error:
-            return (
-                jsonify(status="unavailable", database=type(error).__name__, scheduler=scheduler),
-                503,
-            )
-        if revision != head:
-            return (
-                jsonify(status="unavailable", schema=revision, expected=head, scheduler=scheduler),
-                503,
-            )
-        if not healthy:
-            return jsonify(status="unavailable", schema=revision, scheduler=scheduler), 503
-        return jsonify(status="ready", schema=revision, scheduler=scheduler), 200
+        """200 when ready, else 503, with what each check found (`bot.readiness`)."""
+        ready, body = readiness.check()
+        if socket_state is not None:  # Socket Mode: not ready until the socket is connected
+            body["socket"] = state = socket_state()
+            if state != "connected":
+                ready, body["status"] = False, "unavailable"
+        return jsonify(body), 200 if ready else 503
 
     @web.get("/metrics")
     def metrics_endpoint() -> Response:

@@ -175,7 +175,12 @@ def test_health_readiness_and_metrics(served: Served, database_url: str) -> None
         assert ready["scheduler"] in ("leader", "standby"), ready
         return ready if ready["scheduler"] == "leader" else None
 
-    assert wait_until(leading) == {"status": "ready", "schema": head, "scheduler": "leader"}
+    assert wait_until(leading) == {
+        "status": "ready",
+        "database": "ok",
+        "schema": head,
+        "scheduler": "leader",
+    }
 
     status, body = http("GET", served.url + "/metrics")
     assert status == 200
