@@ -182,10 +182,16 @@ def test_health_readiness_and_metrics(served: Served, database_url: str) -> None
         "scheduler": "leader",
     }
 
-    status, body = http("GET", served.url + "/metrics")
-    assert status == 200
+    with OPENER.open(served.url + "/metrics", timeout=10) as response:
+        # Exactly what Prometheus expects: one charset (it used to send two).
+        assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        body = response.read().decode()
     assert re.search(r"^# TYPE firebreak_slack_requests(_total)? counter$", body, re.M), body
     assert "firebreak_slack_response_seconds_bucket" in body
+    assert re.search(r"^process_resident_memory_bytes \d", body, re.M), body
+    assert re.search(r"^firebreak_scheduler_leader 1\.0$", body, re.M), body
+    healthz = 'firebreak_http_requests_total{method="GET",route="/healthz",status="200"} 1.0'
+    assert healthz in body, body
 
     status, _ = http("GET", served.url + "/no-such-page")
     assert status == 404
