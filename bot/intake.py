@@ -17,6 +17,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
+from bot import logs
 from bot.alerts.ingest import Ingested, Policy, ingest
 from bot.alerts.model import Batch
 from bot.clock import Clock
@@ -80,11 +81,14 @@ class AlertIntake:
             steps = self._steps(result)
             effects = [(step, self.jobs.effects(session, step)) for step in steps]
         self._count(batch, result)
-        # Pages first, as a task of their own: a DM never waits behind a channel setup.
-        if effects:
-            self.workers.submit_page(self._notify, effects)
-        if queued or result.incident_created:
-            self.workers.submit(self._tell_slack, result, queued)
+        page = result.triggered.page.id if result.triggered is not None else None
+        # The tasks below log with the batch's ids (the pool copies them).
+        with logs.bind(alert=result.group_id, incident=result.incident_id, page=page):
+            # Pages first, as a task of their own: a DM never waits behind a channel setup.
+            if effects:
+                self.workers.submit_page(self._notify, effects)
+            if queued or result.incident_created:
+                self.workers.submit(self._tell_slack, result, queued)
         return Received(result, batch.dedup_key)
 
     @staticmethod

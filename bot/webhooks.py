@@ -23,10 +23,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from bot import logs
 from bot.alerts import auth
 from bot.alerts.model import Batch, FieldError, Invalid, Source
 from bot.config import Settings
-from bot.intake import AlertIntake
+from bot.intake import AlertIntake, Received
 from bot.metrics import Metrics
 from integrations import alertmanager, grafana, pagerduty
 
@@ -52,7 +53,7 @@ def alert_blueprint(
             default_token=default_token,
             environ=environ,
         ):
-            log.info("refused a %s webhook: missing or wrong bearer token", source)
+            log.info("refused a webhook at /alerts/%s: missing or wrong bearer token", source)
             answer = jsonify(
                 status="unauthorized",
                 message="Send `Authorization: Bearer <token>` with FIREBREAK_ALERT_TOKEN "
@@ -69,6 +70,7 @@ def alert_blueprint(
             return _invalid(invalid.errors)
         received = intake.receive(batch)
         result = received.result
+        _logged(source, batch, received)
         return (
             jsonify(
                 status="ok",
@@ -109,6 +111,7 @@ def alert_blueprint(
             return _pd_invalid(["routing_key: not the routing key of any service in Firebreak"])
         batch = _with_service(event.batch, service)
         received = intake.receive(batch)
+        _logged("pagerduty", batch, received)
         return (
             jsonify(status="success", message="Event processed", dedup_key=received.dedup_key),
             202,
@@ -119,6 +122,23 @@ def alert_blueprint(
         return answer
 
     return routes
+
+
+def _logged(source: str, batch: Batch, received: Received) -> None:
+    """One line for a batch taken, its alert group, incident and page bound to it."""
+    result = received.result
+    page = result.triggered.page.id if result.triggered is not None else None
+    logs.add(alert=result.group_id, incident=result.incident_id, page=page)
+    log.info(
+        "%s: %d alert(s) (%s): %d new, %d repeated, %d resolved; route %s",
+        source,
+        len(batch.alerts),
+        batch.action,
+        result.new,
+        result.repeated,
+        result.resolved,
+        result.route or "none (unrouted)",
+    )
 
 
 def _body(*, pagerduty_style: bool = False) -> Any:

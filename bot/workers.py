@@ -9,6 +9,7 @@ off. `wait_idle` lets tests, the demo and shutdown wait until everything accepte
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -30,7 +31,9 @@ class _Tracked(ThreadPoolExecutor):
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         self._owner._started()
         try:
-            future = super().submit(fn, *args, **kwargs)
+            # The submitter's context (the log ids bound by `bot.logs`) goes with the task.
+            context = contextvars.copy_context()
+            future = super().submit(lambda: context.run(fn, *args, **kwargs))
         except BaseException:
             self._owner._finished(None)
             raise

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot import logs
 from bot.clock import system_now
 from bot.db import Database
 from bot.runbooks import records, runs
@@ -197,7 +198,8 @@ class Executor:
             self._cancels[run_id] = cancelled
         told = _Told(observer or Quiet(), run_id)
         state = _Run(run_id, plan, incident_id, cancelled, told, host_ids)
-        return self._coordinators.submit(self._run, state)
+        with logs.bind(run=run_id, incident=incident_id):  # the run's log lines carry them
+            return self._coordinators.submit(logs.in_context(self._run), state)
 
     def execute(self, run_id: int, observer: RunObserver | None = None) -> RunSummary:
         """`start`, then wait for the end (the terminal's way)."""
@@ -256,7 +258,8 @@ class Executor:
                 and not run.cancelled.is_set()
             ):
                 host = pending.popleft()
-                active[self._workers.submit(self._host, run, transport, host)] = host.name
+                work = logs.in_context(self._host)
+                active[self._workers.submit(work, run, transport, host)] = host.name
             if not active:
                 break
             done, _ = wait(list(active), timeout=self.heartbeat, return_when=FIRST_COMPLETED)

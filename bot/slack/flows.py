@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from slack_bolt import Ack, Respond
 from sqlalchemy.orm import Session
 
-from bot import db, outbox
+from bot import db, logs, outbox
 from bot.incidents import service
 from bot.incidents.models import Incident
 from bot.incidents.service import Change, IncidentError
@@ -56,6 +56,9 @@ def declare(
     except IncidentError as error:
         reply(text=str(error))
         return
+    logs.add(incident=incident_id)
+    if declaration.created:
+        log.info("%s declared by %s", reference, user)
     try:
         setup = ctx.channels.open(incident_id, user)
     except SetupFailed as failed:
@@ -87,6 +90,7 @@ def in_channel(
     try:
         with ctx.db.session_scope() as session:
             incident = service.find_by_channel(session, channel, lock=True)
+            logs.add(incident=incident.id if incident is not None else None)
             if incident is None:
                 answer = {"text": _not_an_incident_channel(session)}
             elif isinstance(command, grammar.ShowAlerts):
@@ -111,6 +115,7 @@ def in_channel(
     if change.event is None:
         reply(text=change.reason)
         return
+    log.info("%s: %s by %s", change.incident.reference, change.event.kind, user)
     delivery = ctx.outbox.deliver(queued)
     if delivery.waiting:
         reply(text=QUEUED)

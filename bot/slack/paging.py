@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from sqlalchemy.orm import Session
 
-from bot import outbox
+from bot import logs, outbox
 from bot.incidents import service as incidents
 from bot.oncall.paging import Outcome, PagingError, Triggered
 from bot.slack import blocks, flows, page_grammar, payloads
 from bot.slack import timeline as timeline_text
 from bot.slack.context import ListenerContext
 from bot.slack.text import escape
+
+log = logging.getLogger(__name__)
 
 
 def register(app: App, ctx: ListenerContext) -> None:
@@ -68,9 +71,11 @@ def trigger(
     with ctx.db.session_scope() as session:
         incident = incidents.find_by_channel(session, channel)
         incident_id = incident.id if incident is not None else None
+    logs.add(incident=incident_id)
     queued: list[int] = []
 
     def announce_in_the_incident(session: Session, result: Triggered) -> None:
+        logs.add(page=result.page.id)  # before the commit: its DMs log with it
         if incident_id is not None and result.event is not None:
             body = {"channel": channel, "text": timeline_text.post(result.event)}
             queued.append(
@@ -89,6 +94,7 @@ def trigger(
         reply(text=str(error))
         return
     assert result.event is not None, "a page without a dedup key is always new"
+    log.info("%s triggered for %s by %s", result.page.reference, command.target, user)
     delivery = ctx.outbox.deliver(queued)
     about = f" for INC-{incident_id}" if incident_id else ""
     queued_note = " The post in the incident channel is queued." if delivery.waiting else ""
@@ -96,6 +102,7 @@ def trigger(
 
 
 def act(ctx: ListenerContext, verb: str, page_id: int, *, user: str, reply: flows.Reply) -> None:
+    logs.add(page=page_id)
     actions: dict[str, Callable[..., Outcome]] = {
         "ack": ctx.pager.acknowledge,
         "escalate": ctx.pager.escalate_now,
@@ -138,6 +145,7 @@ def act(ctx: ListenerContext, verb: str, page_id: int, *, user: str, reply: flow
     if outcome.event is None:
         reply(text=_unchanged(outcome))
         return
+    log.info("%s: %s by %s", outcome.page.reference, outcome.event.kind, user)
     delivery = ctx.outbox.deliver(queued)
     queued_note = " The post in the incident channel is queued." if delivery.waiting else ""
     lead_note = ""
