@@ -39,7 +39,7 @@ from bot.runbooks.inventory import Inventory
 from bot.runbooks.plan import Host
 from bot.sandbox import SlackSandbox
 from bot.sandbox.openssh import SSHD, OpenSshServer, SshdUnavailable, sshd_installed
-from bot.sandbox.outbound import OutboundSlack, http_transport
+from bot.sandbox.outbound import OutboundSlack, http_transport, socket_transport
 from bot.sandbox.ssh_server import SandboxSshServer
 from bot.sandbox.state import Message
 from bot.slack.blocks import ACTION_PAGE_ACK
@@ -196,10 +196,15 @@ class Narrator:
         return ""
 
 
-def run_demo(settings: Settings, echo: Echo, *, ssh_server: str = "auto") -> None:
+def run_demo(
+    settings: Settings, echo: Echo, *, ssh_server: str = "auto", socket_mode: bool = False
+) -> None:
     """Play the story. `ssh_server`: where the runbook step runs: "openssh" (OpenSSH's
     sshd; ConfigError when it is missing or does not start), "paramiko" (the sandbox's
-    server) or "auto" (sshd when it starts here, else paramiko)."""
+    server) or "auto" (sshd when it starts here, else paramiko). `socket_mode`: Slack's
+    requests go over the sandbox's Socket Mode WebSocket instead of POST /slack/events."""
+    if socket_mode:
+        settings = settings.with_slack_mode("socket")
     if ssh_server not in SSH_SERVERS:
         raise ConfigError([f"--ssh-server {ssh_server!r}: choose one of {', '.join(SSH_SERVERS)}"])
     with tempfile.TemporaryDirectory(prefix="firebreak-demo-") as workdir:
@@ -222,6 +227,9 @@ def run_demo(settings: Settings, echo: Echo, *, ssh_server: str = "auto") -> Non
                     **ssh.server.environment(),
                 }
             app.start_scheduler()
+            if app.socket is not None:
+                app.socket.start()
+                sandbox.socket_mode.wait_for_links(1)
             server = create_server(app.web, host="127.0.0.1", port=0, threads=8)
             url = f"http://127.0.0.1:{server.effective_port}"
             thread = threading.Thread(target=server.run, daemon=True)
@@ -411,15 +419,16 @@ def _play(
     people = {name: person.slack for name, person in settings.file.people.items()}
     names = {user: name for name, user in people.items()}
     assert settings.env.slack_signing_secret is not None
-    slack = OutboundSlack(
-        http_transport(url + "/slack/events"),
-        settings.env.slack_signing_secret.get_secret_value(),
-        sandbox,
+    transport = (
+        socket_transport(sandbox) if settings.socket_mode else http_transport(url + "/slack/events")
     )
+    slack = OutboundSlack(transport, settings.env.slack_signing_secret.get_secret_value(), sandbox)
     general = sandbox.add_channel("general", members=list(people.values()))
     narrator = Narrator(sandbox, names, echo)
     narrator.calls_seen = len(sandbox.calls)
     echo(f"Firebreak demo: the bot runs at {url}, Slack is the local sandbox at {sandbox.api_url}")
+    if settings.socket_mode:
+        echo("Slack reaches the bot over Socket Mode: a WebSocket the bot opened to the sandbox")
     if ssh is not None:
         echo(
             f"Runbooks run over SSH on {DEMO_HOST}, {ssh.description} on "
@@ -593,6 +602,7 @@ def _show_draft(settings: Settings, echo: Echo, lines: int = 12) -> None:
     for line in path.read_text(encoding="utf-8").splitlines()[:lines]:
         echo(f"    {line}")
     echo("")
+
 
 # -- the web view ---------------------------------------------------------------------------
 

@@ -343,3 +343,65 @@ class _NoBolt:
         from slack_bolt import App
 
         return App(token=TOKEN, signing_secret="", token_verification_enabled=False)
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def test_manifest_for_socket_mode_has_no_request_urls() -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    result = CliRunner().invoke(main, ["manifest", "--socket-mode"])
+    assert result.exit_code == 0, result.output
+    manifest = yaml.safe_load(result.output)
+    settings = manifest["settings"]
+    assert settings["socket_mode_enabled"] is True
+    assert "request_url" not in settings["event_subscriptions"]
+    assert "request_url" not in settings["interactivity"]
+    assert all("url" not in command for command in manifest["features"]["slash_commands"])
+    assert "slack/events" not in result.output
+    assert settings["event_subscriptions"]["bot_events"] == ["reaction_added"]
+
+
+def test_check_names_the_token_the_mode_needs(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    config = tmp_path / "firebreak.yaml"
+    config.write_text("slack:\n  mode: socket\n")
+    env = {"FIREBREAK_CONFIG": str(config), "SLACK_BOT_TOKEN": TOKEN}
+    env |= {"SLACK_SIGNING_SECRET": None, "SLACK_APP_TOKEN": None}  # type: ignore[dict-item]
+    result = CliRunner().invoke(main, ["check"], env=env)
+    assert result.exit_code == 2
+    assert "SLACK_APP_TOKEN is not set" in result.output
+    assert "SLACK_SIGNING_SECRET" not in result.output
+    env["SLACK_APP_TOKEN"] = APP_TOKEN
+    assert CliRunner().invoke(main, ["check"], env=env).exit_code == 0
+    env["SLACK_APP_TOKEN"] = TOKEN  # a bot token where the app-level token belongs
+    wrong = CliRunner().invoke(main, ["check"], env=env)
+    assert wrong.exit_code == 2 and "xapp-" in wrong.output
+
+
+def test_demo_plays_the_story_over_the_socket(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    firebreak = str(Path(sys.executable).parent / "firebreak")
+    done = subprocess.run(
+        [firebreak, "demo", "--socket-mode", "--ssh-server", "paramiko"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "NO_PROXY": "127.0.0.1,localhost", "HOME": str(tmp_path)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "over Socket Mode" in done.stdout
+    assert "Declared INC-1" in done.stdout or "INC-1" in done.stdout
+    assert "Timeline of INC-1" in done.stdout

@@ -120,7 +120,7 @@ class SlackSocket:
             self.bolt,
             self.app_token,
             self,
-            logger=logging.getLogger("firebreak.socket"),
+            logger=logging.getLogger("slack_sdk.socket_mode.firebreak"),  # quiet below warnings
             web_client=self.web_client,
             ping_interval=self.ping_interval,
             concurrency=self.concurrency,
