@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import click
+from sqlalchemy.engine import make_url
 
+from bot import logs
 from bot.cli_postmortem import postmortem
 from bot.cli_report import report
 from bot.cli_runbook import runbook
@@ -31,22 +32,63 @@ def _config_errors() -> Iterator[None]:
         _fail(error.problems)
 
 
+@contextmanager
+def _database_errors(url: str) -> Iterator[None]:
+    """An unreachable database at start: one `error:` line naming it (password hidden)."""
+    from bot.db import describe, unavailable
+
+    try:
+        yield
+    except Exception as error:
+        if not unavailable(error):
+            raise
+        shown = make_url(url).render_as_string(hide_password=True)
+        _fail(
+            [
+                f"database: cannot reach {shown} ({describe(error)}); check DATABASE_URL "
+                "and that the database server is up"
+            ]
+        )
+
+
 def _settings() -> Settings:
     with _config_errors():
-        return load_settings()
+        settings = load_settings()
+        logs.add_secrets(_secret_values(settings, os.environ))
+        return settings
     raise AssertionError("unreachable")
+
+
+def _secret_values(settings: Settings, environ: Mapping[str, str]) -> list[str | None]:
+    """Every secret the settings name, for the log redaction filter (`bot.logs`)."""
+    env, file = settings.env, settings.file
+    values: list[str | None] = [
+        secret.get_secret_value()
+        for secret in (env.slack_bot_token, env.slack_signing_secret, env.alert_token)
+        if secret is not None
+    ]
+    values.append(environ.get("SLACK_APP_TOKEN"))
+    try:
+        values.append(make_url(env.database_url).password)
+    except Exception:  # not a URL: the database layer says so
+        values.append(None)
+    values += [service.routing_key_from(environ) for service in file.services.values()]
+    values += [environ.get(entry.token_env) for entry in file.alerts.sources.values()]
+    notifiers = file.notifiers
+    if notifiers.email is not None and notifiers.email.password_env:
+        values.append(environ.get(notifiers.email.password_env))
+    if notifiers.webhook is not None:
+        values.append(environ.get(notifiers.webhook.secret_env))
+    return values
 
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
-def main(verbose: bool) -> None:
+@click.pass_context
+def main(context: click.Context, verbose: bool) -> None:
     """Firebreak: incident response in Slack."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("slack_bolt", "slack_sdk", "waitress.queue", "alembic", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    context.obj = {"verbose": verbose}
+    logs.configure(fmt="text", verbose=verbose)
 
 
 @main.command()
@@ -62,8 +104,27 @@ def main(verbose: bool) -> None:
     help="Take Slack's requests over Socket Mode (a WebSocket Firebreak opens; needs "
     "SLACK_APP_TOKEN) instead of POST /slack/events; the same as slack.mode: socket.",
 )
-def serve(host: str, port: int, threads: int, sandbox: bool, socket_mode: bool) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    envvar="FIREBREAK_LOG_FORMAT",
+    default=None,
+    help="Log lines on stderr: json (one object a line) or text. "
+    "[default: text on a terminal, else json; env: FIREBREAK_LOG_FORMAT]",
+)
+@click.pass_context
+def serve(
+    context: click.Context,
+    host: str,
+    port: int,
+    threads: int,
+    sandbox: bool,
+    socket_mode: bool,
+    log_format: str | None,
+) -> None:
     """Serve Slack requests at POST /slack/events (upgrades the database schema first)."""
+    verbose = bool(context.obj and context.obj.get("verbose"))
+    logs.configure(fmt=log_format or logs.default_format(), verbose=verbose)  # before imports log
     from bot.app import build
     from bot.migrations import upgrade
     from bot.server import serve as run_server
@@ -76,7 +137,7 @@ def serve(host: str, port: int, threads: int, sandbox: bool, socket_mode: bool) 
 
         _, settings = start_sandbox(settings)
         click.echo(f"Sandbox Slack: {settings.env.slack_api_url}", err=False)
-    with _config_errors():
+    with _config_errors(), _database_errors(settings.env.database_url):
         upgrade(settings.env.database_url)
         app = build(settings)
     app.start_scheduler()
@@ -208,17 +269,12 @@ def manifest(url: str, socket_mode: bool) -> None:
     help="The local SSH server the demo's runbook runs on: OpenSSH's sshd, the sandbox's "
     "paramiko server, or auto (sshd when it is installed and starts, else paramiko).",
 )
-@click.option(
-    "--socket-mode",
-    is_flag=True,
-    help="Send Slack's requests over Socket Mode (the sandbox's WebSocket), not HTTP.",
-)
-def demo(ssh_server: str, socket_mode: bool) -> None:
+def demo(ssh_server: str) -> None:
     """Play a scripted incident against the sandbox Slack and print what the bot did."""
     from bot.demo import run_demo
 
     with _config_errors():
-        run_demo(_settings(), click.echo, ssh_server=ssh_server, socket_mode=socket_mode)
+        run_demo(_settings(), click.echo, ssh_server=ssh_server)
 
 
 @main.command()
