@@ -269,12 +269,17 @@ def manifest(url: str, socket_mode: bool) -> None:
     help="The local SSH server the demo's runbook runs on: OpenSSH's sshd, the sandbox's "
     "paramiko server, or auto (sshd when it is installed and starts, else paramiko).",
 )
-def demo(ssh_server: str) -> None:
+@click.option(
+    "--socket-mode",
+    is_flag=True,
+    help="Send Slack's requests over Socket Mode (the sandbox's WebSocket), not HTTP.",
+)
+def demo(ssh_server: str, socket_mode: bool) -> None:
     """Play a scripted incident against the sandbox Slack and print what the bot did."""
     from bot.demo import run_demo
 
     with _config_errors():
-        run_demo(_settings(), click.echo, ssh_server=ssh_server)
+        run_demo(_settings(), click.echo, ssh_server=ssh_server, socket_mode=socket_mode)
 
 
 @main.command()
