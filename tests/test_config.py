@@ -20,6 +20,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = PROJECT_ROOT / "examples" / "firebreak.yaml"
 
 
+# Not a speed target (the suite asserts no speed; benchmarks/ measures it): a bound that
+# only a hang, an expanded alias bomb or a parser gone quadratic would cross, far above
+# what a loaded CI machine needs for these files.
+HANG = 60.0  # seconds
+
+
 def write(tmp_path: Path, text: str, name: str = "firebreak.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
@@ -513,7 +519,7 @@ def test_a_broken_file_is_one_clean_error_at_file_line_and_key(
         path.write_bytes(content.encode("utf-8"))
     started = time.perf_counter()
     problems = problems_of(path)
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < HANG
     matching = [p for p in problems if p.startswith(f"{path}:{line}: {key}")]
     assert matching, problems
     assert phrase in matching[0], matching[0]
@@ -524,7 +530,7 @@ def test_an_alias_bomb_is_refused_before_it_is_expanded(tmp_path: Path) -> None:
     path = write(tmp_path, laughs(20))  # 9^20 values once expanded: counted, never built
     started = time.perf_counter()
     [problem] = problems_of(path)
-    assert time.perf_counter() - started < 1
+    assert time.perf_counter() - started < HANG
     assert "more than 200,000 values (counting every alias expansion)" in problem
 
 
@@ -600,7 +606,7 @@ def test_a_huge_sparse_file_is_refused_instantly(tmp_path: Path) -> None:
     assert "a configuration may be at most 5 MiB" in problem
 
 
-def test_a_big_file_of_many_people_fails_within_seconds(tmp_path: Path) -> None:
+def test_a_big_file_of_many_people_fails_cleanly(tmp_path: Path) -> None:
     lines = []
     size = number = 0
     while size < 4_900_000:
@@ -610,11 +616,11 @@ def test_a_big_file_of_many_people_fails_within_seconds(tmp_path: Path) -> None:
     path = write(tmp_path, "people:\n" + "".join(lines))
     started = time.perf_counter()
     [problem] = problems_of(path)
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < HANG
     assert "more than 200,000 values" in problem
 
 
-def test_a_big_file_just_under_the_limits_loads_within_seconds(tmp_path: Path) -> None:
+def test_a_big_file_just_under_the_limits_loads(tmp_path: Path) -> None:
     people = "".join(
         f"  p{number}: {{slack: U{number:08d}, email: p{number}@example.com, "
         "timezone: Europe/Berlin}\n"
@@ -627,7 +633,7 @@ def test_a_big_file_just_under_the_limits_loads_within_seconds(tmp_path: Path) -
     assert 4_900_000 < path.stat().st_size <= config_file.MAX_BYTES
     started = time.perf_counter()
     config, found = load_file(path, required=True)
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < HANG
     assert found and len(config.people) == 20_000
 
 
