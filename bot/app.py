@@ -160,6 +160,7 @@ def build(settings: Settings) -> Firebreak:
         SlackAnnouncer(client, settings.file, slack_outbox),
         reconcilers=[slack_outbox.reconcile],
         reminders=SlackReminders(db, settings.file, slack_outbox, clock).run,
+        runbook_stale_after=settings.file.runbooks.interrupted_after,
     )
     pager = Pager(db, oncall_config, jobs, clock)
     runbook_runner = RunbookRunner(settings, db, client, clock)

@@ -134,11 +134,13 @@ class _Request:
     def __init__(self, settings: Settings, runbook_id: str, incident: int | None) -> None:
         from bot.db import Database
         from bot.migrations import upgrade
+        from bot.runbooks.runs import heartbeat_every
 
         self.login = getpass.getuser()
         self.requester = f"cli:{self.login}"[:64]
         self.person = self.login if self.login in settings.file.people else None
         self.groups = settings.file.runbooks.groups
+        self.heartbeat = heartbeat_every(settings.file.runbooks.interrupted_after)
         self.runbook_id = runbook_id
         self.incident = incident
         try:
@@ -310,7 +312,8 @@ def _execute(request: _Request, plan: Any, transport: Any, *, yes: bool) -> NoRe
         db.dispose()
         _fail(reason or f"{reference} could not be confirmed")
     click.echo(f"Running {reference}.")
-    executor = Executor(db, lambda: transport, max_workers=max(1, min(plan.concurrency, 50)))
+    workers = max(1, min(plan.concurrency, 50))
+    executor = Executor(db, lambda: transport, max_workers=workers, heartbeat=request.heartbeat)
     future: Future[RunSummary] = executor.start(run_id, _Printer())
     try:
         try:

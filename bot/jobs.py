@@ -52,7 +52,6 @@ RECONCILE_EVERY = timedelta(seconds=5)
 HANDOFFS_EVERY = timedelta(minutes=1)
 GRACE = timedelta(seconds=2)
 SUPERVISE_EVERY = timedelta(seconds=2)
-RUNBOOK_SWEEP_EVERY = timedelta(seconds=15)
 REMINDERS_EVERY = timedelta(minutes=1)
 
 
@@ -107,8 +106,11 @@ class JobRunner:
         announcer: Announcer | None = None,
         reconcilers: Sequence[Callable[[], object]] = (),
         reminders: Callable[[], object] | None = None,
+        runbook_stale_after: timedelta = runbook_runs.STALE_AFTER,
     ) -> None:
         self.db = db
+        # `runbooks.interrupted_after`: a running run silent this long is swept interrupted.
+        self.runbook_stale_after = runbook_stale_after
         self.config = config
         self.notifiers = dict(notifiers)
         self.clock = clock
@@ -155,7 +157,7 @@ class JobRunner:
             scheduler.add_job(
                 self._guarded(self.sweep_runbook_runs),
                 "interval",
-                seconds=RUNBOOK_SWEEP_EVERY.total_seconds(),
+                seconds=runbook_runs.sweep_every(self.runbook_stale_after).total_seconds(),
                 id="runbook-runs",
             )
             scheduler.add_job(
@@ -350,7 +352,7 @@ class JobRunner:
         executor stopped beating; each run is re-read under its row lock, so a run that
         beat or finished meanwhile is left alone."""
         with self.db.session_scope() as session:
-            swept = runbook_runs.sweep(session, self.clock())
+            swept = runbook_runs.sweep(session, self.clock(), stale_after=self.runbook_stale_after)
         for run_id in swept["interrupted"]:
             log.warning("runbook run R-%d stopped beating mid-run: marked interrupted", run_id)
         return swept

@@ -12,7 +12,9 @@ status last. The shell first prints the session's pid (taken out of stdout again
 or when the host overruns its own deadline, the group gets TERM, then KILL `KILL_AFTER` + 1
 seconds later, by `kill -s SIG -- -PID` on a second channel of the same connection. (The SSH
 `signal` request is only the fallback when no pid was seen: OpenSSH refuses it for root
-logins, and closing a channel without a pty signals nothing.)
+logins, and closing a channel without a pty signals nothing.) Because a dropped connection
+signals nothing either, the line starts a watchdog (`WATCHDOG`) that TERMs the group when the
+channel's stdin reaches EOF: a killed Firebreak leaves no step running on its hosts.
 """
 
 from __future__ import annotations
@@ -307,12 +309,25 @@ def _ended(channel: Any) -> bool:
     return bool(channel.eof_received and channel.exit_status_ready())
 
 
+# The watchdog: a background subshell that holds the channel's stdin (kept on fd 3, since a
+# POSIX shell gives an `&` list /dev/null for stdin) and, once it reads EOF (our channel or
+# the whole connection closed: we never send input), TERMs the step's process group; GNU
+# `timeout` passes that on and KILLs the group `KILL_AFTER` seconds later. Armed only when
+# stdin is a pipe or socket (sshd's channel), never on a /dev/null that would end at once.
+WATCHDOG = (
+    "if [ -p /dev/stdin ] || [ -S /dev/stdin ]; then exec 3<&0; "
+    "(cat <&3; kill -s TERM -- -$$) >/dev/null 2>&1 & fi"
+)
+
+
 def command_line(argv: tuple[str, ...], timeout: float, marker: str) -> str:
     """What the remote login shell (a POSIX shell, as `shlex.join` quoting assumes) runs:
-    print the session's pid behind `marker`, then `exec` the `remote_command`, so that pid is
-    GNU `timeout` itself, the leader of a process group holding everything the step started.
-    `marker` is ours (letters, digits, dashes), never user input."""
-    return f"echo {marker}$$; exec {remote_command(argv, timeout)}"
+    print the session's pid behind `marker`, start the `WATCHDOG`, then `exec` the
+    `remote_command` with stdin from /dev/null (the channel is the watchdog's alone), so that
+    pid is GNU `timeout` itself, the leader of a process group holding everything the step
+    (and the watchdog) started. `marker` is ours (letters, digits, dashes), never user input."""
+    command = remote_command(argv, timeout)
+    return f"echo {marker}$$; {WATCHDOG}; exec {command} </dev/null 3<&-"
 
 
 class SshConnection:

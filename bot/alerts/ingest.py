@@ -106,6 +106,8 @@ def ingest(session: Session, policy: Policy, batch: Batch, *, now: datetime) -> 
     result = Ingested()
     group = _open_group(session, batch.source, batch.group_key)
     if group is None:
+        group = _repeated_resolution(session, batch)
+    if group is None:
         # Resolutions of a group we never saw open (or already closed) are recorded in a
         # resolved group of their own, so nothing sent is lost, and page nobody.
         firing = any(alert.status == FIRING for alert in batch.alerts)
@@ -135,6 +137,27 @@ def _open_group(session: Session, source: str, key: str) -> AlertGroup | None:
         AlertGroup.source == source, AlertGroup.group_key == key, AlertGroup.state == OPEN
     )
     return session.scalars(query.with_for_update()).one_or_none()
+
+
+def _repeated_resolution(session: Session, batch: Batch) -> AlertGroup | None:
+    """The closed group a batch of resolutions repeats: the key's latest group, when it
+    already holds every one of them resolved (a sender's retry, or the same resolve sent to
+    two replicas, whose twin closed the group first). The batch then counts as a repeat
+    there instead of opening a resolved group of its own with the same alerts again."""
+    if not batch.alerts or any(alert.status == FIRING for alert in batch.alerts):
+        return None
+    latest = session.scalars(
+        select(AlertGroup)
+        .where(AlertGroup.source == batch.source, AlertGroup.group_key == batch.group_key)
+        .order_by(AlertGroup.id.desc())
+        .limit(1)
+    ).first()
+    if latest is None or latest.state == OPEN:
+        return None  # an open one would have been found (and locked) by `_open_group`
+    fingerprints = {alert.fingerprint for alert in batch.alerts}
+    if _resolved_fingerprints(session, latest, sorted(fingerprints)) != fingerprints:
+        return None
+    return latest
 
 
 def routing_labels(batch: Batch) -> dict[str, str]:

@@ -3,7 +3,9 @@
 OpenSSH hands the command string to the remote user's shell, so every element is quoted by
 `shlex.join`; no value is ever interpolated into a string any other way. GNU `timeout` runs
 the command in its own process group and kills the whole group at the deadline (TERM, then
-KILL `KILL_AFTER` seconds later), so nothing outlives its step even if our connection drops.
+KILL `KILL_AFTER` seconds later), so nothing outlives its deadline. The SSH transport wraps
+this line with a watchdog (`integrations.ssh.command_line`) that stops the group sooner, as
+soon as our connection to the host closes.
 """
 
 from __future__ import annotations

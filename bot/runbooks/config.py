@@ -4,6 +4,7 @@
       groups:
         sre: [alice, bob]          # names from people:
       approval_expires: 15m        # how long a run waits for its approver
+      interrupted_after: 60s       # a running run whose executor is silent this long died
 
 A runbook's `allowed_roles` lists incident roles (`incidents.roles`) or these group names.
 """
@@ -18,11 +19,18 @@ from bot.oncall.configuration import Duration
 from bot.strict import IDENTIFIER, Section
 
 MAX_APPROVAL_WAIT = timedelta(days=1)
+# `interrupted_after` bounds: the executor beats every min(5 s, interrupted_after / 6), and a
+# beat is one small UPDATE, so 6 s still leaves room for a slow database; an hour is plenty.
+MIN_INTERRUPTED_AFTER = timedelta(seconds=6)
+MAX_INTERRUPTED_AFTER = timedelta(hours=1)
 
 
 class RunbooksSection(Section):
     groups: dict[str, frozenset[str]] = Field(default_factory=dict, max_length=200)
     approval_expires: Duration = timedelta(minutes=15)
+    # How long a `running` run may go without its executor's heartbeat before the scheduler
+    # leader marks it interrupted (its process died: a killed replica, a crashed terminal).
+    interrupted_after: Duration = timedelta(seconds=60)
 
     @field_validator("groups")
     @classmethod
@@ -39,6 +47,18 @@ class RunbooksSection(Section):
     def _bounded(cls, value: timedelta) -> timedelta:
         if value > MAX_APPROVAL_WAIT:
             raise ValueError("must be at most 1d: an approval is for the incident at hand")
+        return value
+
+    @field_validator("interrupted_after")
+    @classmethod
+    def _plausible(cls, value: timedelta) -> timedelta:
+        if value < MIN_INTERRUPTED_AFTER:
+            raise ValueError(
+                "must be at least 6s: a live run beats every second at that setting, and a "
+                "shorter one would mark runs interrupted during a database hiccup"
+            )
+        if value > MAX_INTERRUPTED_AFTER:
+            raise ValueError("must be at most 1h: a dead run should not look alive for longer")
         return value
 
     def problems(

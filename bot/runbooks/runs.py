@@ -45,6 +45,8 @@ from bot.runbooks.records import (
 
 APPROVAL_EXPIRES = timedelta(minutes=15)
 STALE_AFTER = timedelta(seconds=60)  # a running run without a heartbeat this long is dead
+HEARTBEAT = timedelta(seconds=5)  # the executor's beat, at most
+SWEEP_EVERY = timedelta(seconds=15)  # the leader's sweep, at most
 SOURCES = ("slack", "cli")
 Groups = Mapping[str, frozenset[str]]
 NO_GROUPS: Groups = {}
@@ -483,6 +485,19 @@ def interrupt_stale(
         note(session, run, "runbook_interrupted", actor=timeline.BOT, now=now, data=data)
         interrupted.append(run_id)
     return interrupted
+
+
+def heartbeat_every(stale_after: timedelta = STALE_AFTER) -> float:
+    """Seconds between an executor's heartbeats: `HEARTBEAT`, or a sixth of `stale_after`
+    when that is shorter, so a live run beats several times before it could look dead."""
+    return min(HEARTBEAT, stale_after / 6).total_seconds()
+
+
+def sweep_every(stale_after: timedelta = STALE_AFTER) -> timedelta:
+    """How often the leader sweeps: `SWEEP_EVERY`, or a quarter of `stale_after` when that is
+    shorter, so a dead run is marked interrupted at most `stale_after` * 1.25 after its last
+    beat."""
+    return min(SWEEP_EVERY, stale_after / 4)
 
 
 def sweep(

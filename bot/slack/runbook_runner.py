@@ -91,7 +91,10 @@ class RunbookRunner:
             if self._closed:
                 raise RuntimeError("Firebreak is shutting down; runbook runs are stopped")
             if self._executor is None:
-                self._executor = Executor(self.db, self.transport, clock=self.clock)
+                heartbeat = runs.heartbeat_every(self.settings.file.runbooks.interrupted_after)
+                self._executor = Executor(
+                    self.db, self.transport, clock=self.clock, heartbeat=heartbeat
+                )
             return self._executor
 
     def start(self, run_id: int, channel: str | None, ts: str | None) -> Future[RunSummary]:
