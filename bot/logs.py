@@ -273,19 +273,24 @@ def default_format(stream: Any = None) -> str:
 
 
 def configure(*, fmt: str = "text", verbose: bool = False, stream: Any = None) -> None:
-    """Log to `stream` (stderr) in `fmt` ("json" or "text"), through the redaction filter;
-    replaces whatever handlers the root logger had. Uncaught exceptions in threads and
-    Python warnings go through the same handler, so every stderr line has one format."""
+    """Log to `stream` (stderr) in `fmt` ("json" or "text"), through the redaction filter.
+    Uncaught exceptions in threads and Python warnings go through the same handler, so every
+    stderr line has one format. A second call replaces the first one's handler; when the root
+    logger has handlers someone else installed (a test runner, a program embedding the CLI),
+    logging is theirs and nothing changes, as with `logging.basicConfig`."""
     if fmt not in FORMATS:
         raise ValueError(f"log format {fmt!r}: choose json or text")
+    root = logging.getLogger()
+    ours = [old for old in root.handlers if getattr(old, "firebreak", False)]
+    if len(ours) != len(root.handlers):
+        return
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
     handler.addFilter(_redactor)
-    root = logging.getLogger()
-    for old in list(root.handlers):
+    handler.firebreak = True  # type: ignore[attr-defined]
+    for old in ours:
         root.removeHandler(old)
-        old.close()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in NOISY:
