@@ -90,6 +90,9 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         r = self.registry
+        # Socket Mode: the socket's state ("connected", ...), which firebreak_ready includes
+        # as /readyz does; set by bot.slack.socket_mode, which adds its own families.
+        self.socket_state: Callable[[], str] | None = None
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
@@ -258,7 +261,9 @@ class Metrics:
         db.listen("after_flush", facts.flushed)
         db.listen("after_commit", facts.committed)
         db.listen("after_soft_rollback", facts.rolled_back)
-        self.registry.register(_StateCollector(db, scheduler_state, tuple(severities)))
+        collector = _StateCollector(db, scheduler_state, tuple(severities))
+        collector.socket_state = lambda: self.socket_state() if self.socket_state else None
+        self.registry.register(collector)
 
 
 # -- facts -> counters ------------------------------------------------------------------
@@ -381,6 +386,7 @@ class _StateCollector(Collector):
         self.scheduler_state = scheduler_state
         self.readiness = Readiness(db, scheduler_state)
         self.severities = severities
+        self.socket_state: Callable[[], str | None] = lambda: None
 
     def describe(self) -> Iterable[Metric]:
         return list(self._families())
@@ -388,6 +394,7 @@ class _StateCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         role, healthy = self.scheduler_state()
         ready, answer = self.readiness.check()
+        ready = ready and self.socket_state() in (None, "connected")
         incidents: dict[str, int] = {}
         pages: dict[str, int] = {}
         up = answer["database"] == "ok"
@@ -435,7 +442,7 @@ class _StateCollector(Collector):
         readyz = GaugeMetricFamily(
             "firebreak_ready",
             "1 if GET /readyz answers 200 (database up, schema current, scheduler running "
-            "where it should), else 0",
+            "where it should, in Socket Mode the socket connected), else 0",
         )
         open_incidents = GaugeMetricFamily(
             "firebreak_incidents_open", "Incidents not resolved, by severity", labels=["severity"]

@@ -25,6 +25,7 @@ from bot.sandbox import SlackSandbox
 from bot.sandbox.outbound import OutboundSlack, socket_transport
 from bot.slack.socket_mode import SlackSocket, SocketRefused
 from tests.conftest import TOKEN, wait_for
+from tests.test_metrics import Scrape
 
 APP_TOKEN = "xapp-1-A0FIREBREAK-test"
 
@@ -287,6 +288,61 @@ def test_readyz_reports_the_socket_and_slack_events_is_refused(
     finally:
         app.close()
     assert Client(app.web).get("/readyz").json["socket"] == "disconnected"
+
+
+def test_metrics_report_the_socket_its_envelopes_and_reconnects(
+    database_url: str, sandbox: SlackSandbox, file_config: FileConfig, general: str
+) -> None:
+    """/metrics (the real WSGI route, parsed by prometheus_client's parser): firebreak_ready
+    includes the socket as /readyz does; envelopes are counted by type, delivery and outcome;
+    a connection Slack asks to replace counts one reconnect."""
+    app = build(socket_settings(database_url, sandbox, file_config))
+    try:
+        assert app.socket is not None
+        before = Scrape(app)
+        assert before.value("firebreak_ready") == 0
+        assert before.value("firebreak_slack_socket_connected") == 0
+        app.socket.start()
+        assert app.socket.wait_connected()
+        sandbox.socket_mode.wait_for_links(1)
+        connected = Scrape(app)
+        assert connected.value("firebreak_ready") == 1
+        assert connected.value("firebreak_slack_socket_connected") == 1
+
+        slack = SocketSlack([app], sandbox)
+        slack.run("declare sev2 Checkout latency above 2s", channel=general)
+        body = slack.command_body("help", user="U0BOB", channel=general)
+        headers = slack.signed_headers(body, "application/x-www-form-urlencoded")
+        assert slack.transport(body, headers | {"X-Slack-Retry-Num": "1"}).status == 200
+        unhandled = {
+            "type": "event_callback",
+            "team_id": "T0FIREBREAK",
+            "api_app_id": "A0",
+            "event": {"type": "app_home_opened", "user": "U0BOB"},
+            "event_id": "Ev1",
+        }
+        sandbox.socket_mode.deliver("events_api", unhandled)  # no listener takes it
+        sandbox.socket_mode.disconnect("refresh_requested")
+        wait_for(lambda: Scrape(app).value("firebreak_slack_socket_reconnects_total") == 1)
+        assert app.socket.wait_connected()
+
+        after = Scrape(app)
+        counted = {
+            (s.labels["type"], s.labels["delivery"], s.labels["outcome"]): s.value
+            for s in after.families["firebreak_slack_socket_envelopes"].samples
+            if s.name.endswith("_total")
+        }
+        assert counted == {
+            ("slash_commands", "first", "acked"): 1,
+            ("slash_commands", "retry", "acked"): 1,
+            ("events_api", "first", "refused"): 1,
+        }
+        assert after.value("firebreak_ready") == 1
+    finally:
+        app.close()
+    closed = Scrape(app)
+    assert closed.value("firebreak_ready") == 0
+    assert closed.value("firebreak_slack_socket_connected") == 0
 
 
 @pytest.mark.parametrize(

@@ -24,13 +24,16 @@ as they do for HTTP. What differs is only the edge:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
 import time
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+from prometheus_client import Counter, Gauge
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.socket_mode.internals import build_headers
@@ -52,6 +55,7 @@ from bot.slack import requests as slack_requests
 
 log = logging.getLogger(__name__)
 State = Literal["connected", "connecting", "disconnected"]
+ENVELOPE_TYPES = ("slash_commands", "interactive", "events_api")
 PING_INTERVAL = 5.0  # seconds; a connection silent for ~4 of these is replaced
 RETRY_CONNECT = 5.0  # seconds between first connection attempts while Slack is unreachable
 # What apps.connections.open answers for a token that will never work: stop and say so.
@@ -103,6 +107,8 @@ class SlackSocket:
         self._closed = threading.Event()
         self._refused: str | None = None
         self._retrying: threading.Thread | None = None
+        self._hellos = 0
+        self.counts = _SocketCounts(metrics, self.state) if metrics is not None else None
 
     @property
     def client(self) -> SocketModeClient:
@@ -194,9 +200,64 @@ class SlackSocket:
             return
         self._closed.set()
         if self.handler is not None:
-            self.handler.client.close()
+            _close_quickly(self.handler.client)
         if self._retrying is not None:
             self._retrying.join(timeout=RETRY_CONNECT + 1)
+
+    def _heard(self, _client: Any, message: dict[str, Any], _raw: str | None) -> None:
+        """Every message from Slack: a `hello` opens each connection, the first included."""
+        if message.get("type") == "hello":
+            self._hellos += 1
+            if self._hellos > 1 and self.counts is not None:
+                self.counts.reconnects.inc()
+
+
+class _SocketCounts:
+    """The socket's families on /metrics (only in Socket Mode): whether it is connected,
+    envelopes by type, delivery and outcome, and connections replaced."""
+
+    def __init__(self, metrics: Metrics, state: Any) -> None:
+        r = metrics.registry
+        metrics.socket_state = state  # firebreak_ready includes it, as /readyz does
+        connected = Gauge(
+            "firebreak_slack_socket_connected",
+            "Socket Mode: 1 if the WebSocket to Slack is connected (what /readyz reports), else 0",
+            registry=r,
+        )
+        connected.set_function(lambda: 1.0 if state() == "connected" else 0.0)
+        self.envelopes = Counter(
+            "firebreak_slack_socket_envelopes",
+            "Socket Mode envelopes received, by type (slash_commands, interactive, events_api, "
+            "other), delivery (first, or retry: Slack sent it again) and outcome (acked; "
+            "refused: malformed or unhandled, acknowledged empty; unacknowledged: failed, "
+            "Slack sends it again)",
+            ["type", "delivery", "outcome"],
+            registry=r,
+        )
+        self.reconnects = Counter(
+            "firebreak_slack_socket_reconnects",
+            "Socket Mode connections opened to replace another (Slack asked, or it was lost)",
+            registry=r,
+        )
+
+    def envelope(self, req: SocketModeRequest, outcome: str) -> None:
+        kind = req.type if req.type in ENVELOPE_TYPES else "other"
+        delivery = "retry" if req.retry_attempt else "first"
+        self.envelopes.labels(kind, delivery, outcome).inc()
+
+
+def _close_quickly(client: SocketModeClient) -> None:
+    """`client.close()` without its waits: its receiving thread holds the socket for up to
+    3 s in `recv` and its message thread for 1 s in a queue `get`, so wake both first."""
+    client.closed = True
+    client.auto_reconnect_enabled = False  # the woken receiver must not reconnect
+    session = client.current_session
+    sock = session.sock if session is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    client.message_queue.put(None)  # skipped by the message thread, which then sees closed
+    client.close()
 
 
 class _Handler(SocketModeHandler):
@@ -205,6 +266,7 @@ class _Handler(SocketModeHandler):
     def __init__(self, bolt: App, app_token: str, socket: SlackSocket, **kwargs: Any) -> None:
         super().__init__(bolt, app_token, **kwargs)
         self.socket = socket
+        self.client.message_listeners.append(socket._heard)
 
     def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
         started = time.perf_counter()
@@ -213,12 +275,19 @@ class _Handler(SocketModeHandler):
         if metrics is not None:
             metrics.slack_response_seconds.observe(time.perf_counter() - started)
             metrics.slack_requests.labels(str(response.status)).inc()
+        counts = self.socket.counts
         if response.status == 200:
             client.send_socket_mode_response(_acknowledgement(req, response))
+            if counts is not None:
+                counts.envelope(req, "acked")
         elif response.status in (400, 404):
             # Never acted on, and a redelivery would not be either: acknowledge it.
             client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+            if counts is not None:
+                counts.envelope(req, "refused")
         else:
+            if counts is not None:
+                counts.envelope(req, "unacknowledged")
             log.warning(
                 "Socket Mode: %s envelope %s not acknowledged (status %s); Slack will resend it",
                 req.type,
