@@ -45,10 +45,12 @@ def socket_settings(database_url: str, sandbox: SlackSandbox, file_config: FileC
     return settings.with_slack_mode("socket")
 
 
-def start_socket_app(settings: Settings, sandbox: SlackSandbox, links: int = 1) -> Firebreak:
+def start_socket_app(
+    settings: Settings, sandbox: SlackSandbox, links: int = 1, ping_interval: float = 1.0
+) -> Firebreak:
     app = build(settings)
     assert app.socket is not None
-    app.socket.ping_interval = 1.0  # a dropped connection is noticed in ~4 s
+    app.socket.ping_interval = ping_interval  # a silent connection is replaced after ~4 pings
     app.socket.start()
     assert app.socket.wait_connected(timeout=10)
     sandbox.socket_mode.wait_for_links(links)
@@ -236,6 +238,26 @@ def test_a_dropped_connection_is_replaced_and_nothing_is_lost(
     live = [link.id for link in sandbox.socket_mode.wait_for_links(1)]
     assert not set(live) & set(dropped)
     assert socket_app.socket is not None and socket_app.socket.wait_connected()
+
+
+def test_a_connection_closed_without_a_close_frame_is_replaced_at_once(
+    database_url: str, sandbox: SlackSandbox, file_config: FileConfig, general: str
+) -> None:
+    """The sandbox ends the TCP connection with no WebSocket close frame (as a proxy may).
+    slack_sdk alone would notice only when pings go unanswered, ~4 ping intervals (here
+    4 minutes), reading end-of-file in a busy loop meanwhile; Firebreak's watch sees the
+    end-of-file and reconnects, so the envelope Slack keeps resending is acknowledged."""
+    settings = socket_settings(database_url, sandbox, file_config)
+    app = start_socket_app(settings, sandbox, ping_interval=60.0)
+    try:
+        dropped = sandbox.socket_mode.drop()
+        slack = SocketSlack([app], sandbox)
+        assert slack.run("help").status == 200
+        envelope = sandbox.socket_mode.envelopes()[-1]
+        assert envelope.acknowledged and envelope.acked_on not in dropped
+        assert app.socket is not None and app.socket.wait_connected()
+    finally:
+        app.close()
 
 
 def test_two_replicas_share_the_envelopes_and_act_once(

@@ -16,7 +16,10 @@ as they do for HTTP. What differs is only the edge:
   redelivers it and the retry finds the request unrecorded.
 - slack_sdk reconnects by itself: on Slack's `disconnect` message it opens a new connection
   before closing the old one; a connection that stops answering pings is replaced after
-  about four ping intervals.
+  about four ping intervals. One case it misses: a peer (or a proxy) that closes the TCP
+  connection without a WebSocket close frame. slack_sdk's receiver then reads end-of-file in
+  a busy loop (a CPU core) until the ping check gives up, ~4 ping intervals later. A watch
+  thread here looks for that end-of-file every WATCH_INTERVAL and replaces the connection.
 
 `state()` is "connected", "connecting" (starting, or replacing a lost connection) or
 "disconnected" (closed, or the token was refused); `/readyz` is not ready unless connected.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import select
 import socket
 import threading
 import time
@@ -58,6 +62,7 @@ State = Literal["connected", "connecting", "disconnected"]
 ENVELOPE_TYPES = ("slash_commands", "interactive", "events_api")
 PING_INTERVAL = 5.0  # seconds; a connection silent for ~4 of these is replaced
 RETRY_CONNECT = 5.0  # seconds between first connection attempts while Slack is unreachable
+WATCH_INTERVAL = 0.25  # seconds between looks for a connection the peer closed
 # What apps.connections.open answers for a token that will never work: stop and say so.
 REFUSED = {
     "not_authed": "SLACK_APP_TOKEN is empty",
@@ -108,6 +113,7 @@ class SlackSocket:
         self._refused: str | None = None
         self._retrying: threading.Thread | None = None
         self._hellos = 0
+        self._watching: threading.Thread | None = None
         self.counts = _SocketCounts(metrics, self.state) if metrics is not None else None
 
     @property
@@ -132,6 +138,8 @@ class SlackSocket:
             concurrency=self.concurrency,
         )
         self._started = True
+        self._watching = threading.Thread(target=self._watch, name="socket-mode-watch", daemon=True)
+        self._watching.start()
         try:
             self._connect_once()
         except SocketRefused:
@@ -172,6 +180,21 @@ class SlackSocket:
             except Exception as error:
                 log.warning("Socket Mode: still cannot reach Slack (%s)", type(error).__name__)
 
+    def _watch(self) -> None:
+        """Replace a connection whose peer closed it without a close frame (see above)."""
+        while not self._closed.wait(WATCH_INTERVAL):
+            client = self.client
+            session = client.current_session
+            sock = session.sock if session is not None else None
+            if session is None or sock is None or not _peer_closed(sock):
+                continue
+            log.info("Socket Mode: the connection was closed without a close frame; reconnecting")
+            session.disconnect()
+            try:
+                client.connect_to_new_endpoint()
+            except Exception as error:  # slack_sdk's monitor tries again every ping interval
+                log.warning("Socket Mode: cannot reconnect yet (%s)", type(error).__name__)
+
     def state(self) -> State:
         if self._closed.is_set() or self._refused is not None or not self._started:
             return "disconnected"
@@ -199,6 +222,8 @@ class SlackSocket:
         if self._closed.is_set():
             return
         self._closed.set()
+        if self._watching is not None:  # first: it must not reconnect what is closing
+            self._watching.join(timeout=RETRY_CONNECT + 1)
         if self.handler is not None:
             _close_quickly(self.handler.client)
         if self._retrying is not None:
@@ -244,6 +269,32 @@ class _SocketCounts:
         kind = req.type if req.type in ENVELOPE_TYPES else "other"
         delivery = "retry" if req.retry_attempt else "first"
         self.envelopes.labels(kind, delivery, outcome).inc()
+
+
+_HANGUP = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """True if the peer closed the connection (end-of-file), without reading from it: Linux
+    says so with POLLRDHUP; elsewhere a readable socket is peeked at."""
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | _HANGUP)
+        events = poller.poll(0)
+    except (OSError, ValueError):  # closed meanwhile: slack_sdk handles that itself
+        return False
+    if not events:
+        return False
+    if events[0][1] & _HANGUP:
+        return True
+    if hasattr(select, "POLLRDHUP"):
+        return False  # readable: data, which slack_sdk's receiver reads
+    try:  # may wait up to the socket's timeout if the receiver took the data meanwhile
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (TimeoutError, BlockingIOError):
+        return False
+    except OSError:
+        return True
 
 
 def _close_quickly(client: SocketModeClient) -> None:
