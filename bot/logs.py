@@ -108,26 +108,34 @@ def in_context(work: Callable[..., Any]) -> Callable[..., Any]:
 
 # -- redaction -----------------------------------------------------------------------------
 
+# (what a line must contain, lowercased, for the pattern to be worth running: any of these
+# words; pattern; replacement). Most lines contain none of them, and skip every regex.
 _SHAPES = (
     # Slack tokens: bot, user, app-level, configuration and legacy workspace tokens.
-    (re.compile(r"\bxox[a-z]-[A-Za-z0-9-]+"), REDACTED),
-    (re.compile(r"\bxapp-[A-Za-z0-9-]+"), REDACTED),
+    (("xox",), re.compile(r"\bxox[a-z]-[A-Za-z0-9-]+"), REDACTED),
+    (("xapp-",), re.compile(r"\bxapp-[A-Za-z0-9-]+"), REDACTED),
     # An Authorization credential: 8+ characters with a digit or punctuation in them, so
     # that prose ("a wrong bearer token", "Basic Information page") stays readable.
     (
+        ("bearer", "basic"),
         re.compile(r"\b(Bearer|Basic)\s+(?=[\w~+/=.-]*[\d~+/=.-])[\w~+/=.-]{8,}", re.IGNORECASE),
         r"\1 " + REDACTED,
     ),
     # A URL's password: scheme://user:password@host (SQLAlchemy's hidden *** stays)
     (
+        ("://",),
         re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?!\*\*\*@)[^@\s/]+@", re.IGNORECASE),
         r"\1" + REDACTED + "@",
     ),
     # Tokens in a query string (calendar feeds, response URLs).
     (
+        ("=",),
         re.compile(r"([?&](?:token|key|secret|password)=)[^&\s\"']+", re.IGNORECASE),
         r"\1" + REDACTED,
     ),
+)
+_NEEDLES = re.compile(
+    "|".join(re.escape(needle) for needles, _, _ in _SHAPES for needle in needles), re.IGNORECASE
 )
 _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
@@ -157,8 +165,12 @@ class Redactor(logging.Filter):
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        for pattern, replacement in _SHAPES:
-            text = pattern.sub(replacement, text)
+        if not _NEEDLES.search(text):
+            return text
+        lowered = text.lower()
+        for needles, pattern, replacement in _SHAPES:
+            if any(needle in lowered for needle in needles):
+                text = pattern.sub(replacement, text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -173,9 +185,11 @@ class Redactor(logging.Filter):
             record.exc_text = self.redact(record.exc_text)
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
-        for key, value in list(record.__dict__.items()):
-            if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, self.redact(value))
+        fields = record.__dict__
+        for key in fields.keys() - _STANDARD:
+            value = fields[key]
+            if isinstance(value, str):
+                fields[key] = self.redact(value)
         return True
 
 
@@ -187,10 +201,11 @@ def _traceback(exc_info: Any) -> str:
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    fields = record.__dict__  # in the order given (`extra=`), for a readable line
     return {
         key: value
-        for key, value in record.__dict__.items()
-        if key not in _STANDARD and not key.startswith("_") and key not in FIELDS
+        for key, value in fields.items()
+        if key not in _STANDARD and key not in FIELDS and not key.startswith("_")
     }
 
 
