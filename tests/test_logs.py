@@ -439,11 +439,13 @@ def readme_jq_filters_read(log: Path, request_id: str, incident: int) -> None:
     section = readme.split("\n### Logs\n", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"^journalctl -u firebreak -o cat \| (jq .*?)(?:\s+#.*)?$", section, re.M)
     assert len(commands) == 4, commands
+    mixed = log.with_name("journal.txt")  # as a unit's journal: systemd's lines between
+    mixed.write_text("Started Firebreak.\n" + log.read_text(encoding="utf-8") + "Stopped.\n")
     found = []
     for command in commands:
         argv = shlex.split(command.replace(README_REQUEST_ID, request_id))
         argv = [arg.replace(".incident == 2", f".incident == {incident}") for arg in argv]
-        done = subprocess.run([*argv, str(log)], capture_output=True, text=True, check=False)
+        done = subprocess.run([*argv, str(mixed)], capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
         found.append(done.stdout.splitlines())
     problems, about_incident, messages, tracebacks = found
