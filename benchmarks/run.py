@@ -23,6 +23,7 @@ from benchmarks import (
     bench_runbooks,
     bench_schedule,
     bench_slack_ack,
+    bench_socket_ack,
 )
 from benchmarks.harness import REPORT_PATH
 
@@ -41,6 +42,7 @@ BENCHMARKS: dict[str, tuple[Callable[[Sequence[str]], int], list[str]]] = {
     bench_replicas.KEY: (bench_replicas.main, ["--database-url", POSTGRES]),
     bench_postmortem.KEY: (bench_postmortem.main, []),
     bench_runbooks.KEY: (bench_runbooks.main, []),
+    bench_socket_ack.KEY: (bench_socket_ack.main, []),
 }
 
 _SECTION = re.compile(
