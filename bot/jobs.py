@@ -3,7 +3,8 @@
 Only the leader (see `bot.leader`) runs the APScheduler here, with an in-memory job store:
 every job is derived from database state, so nothing is lost when a leader dies. Its jobs:
 
-- one escalation job per page generation (`page-<id>-g<generation>`), at the page's due time;
+- `escalations`, one job at the earliest time a page falls due for its next step: it runs
+  every due step in batches (`escalate_due`), then moves itself to the next due time;
 - one delivery job per notification retry, at its next attempt;
 - reconcile, every few seconds: recreates any job the rows call for (a page triggered on
   another replica, a job a dead leader held) and runs whatever is overdue, once;
@@ -18,6 +19,15 @@ every job is derived from database state, so nothing is lost when a leader dies.
 A job re-reads its row under a lock and does nothing unless the state and generation still
 match (`bot.oncall.paging.escalate`), so a late, repeated or doubled job never pages twice.
 
+Why one job for all escalations rather than one per page: a burst of 1,000 pages falls due
+within seconds, and one transaction, one notification claim and one result record per page
+(each a turn at SQLite's single writer, or a round trip on PostgreSQL) left escalations
+half a minute late on two CPUs. `escalate_due` locks and escalates up to
+`ESCALATION_BATCH` due pages in one transaction (each still under its row lock with its
+generation checked, each with its own timeline event), claims their notifications in one
+more, sends them from `SENDERS` threads at once and records the results in one more
+(`deliver`). The profiles are in `benchmarks/REPORT.md` (paging section).
+
 Any replica may deliver the notifications it has just created (`after_commit`): sending is
 claimed row by row, so it needs no leader; only *scheduling* does.
 """
@@ -25,9 +35,11 @@ claimed row by row, so it needs no leader; only *scheduling* does.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor as SendPool
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -38,7 +50,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
-from bot.db import Database, describe, unavailable, where
+from bot.db import Database, describe, unavailable, urgent_writes, where
 from bot.oncall import paging
 from bot.oncall.configuration import OncallConfig
 from bot.oncall.handoffs import DueHandoff, due_handoffs
@@ -53,6 +65,17 @@ HANDOFFS_EVERY = timedelta(minutes=1)
 GRACE = timedelta(seconds=2)
 SUPERVISE_EVERY = timedelta(seconds=2)
 REMINDERS_EVERY = timedelta(minutes=1)
+ESCALATIONS = "escalations"  # the job id of `escalate_due`
+# Pages escalated in one transaction: large enough that a burst costs a few transactions,
+# small enough that SQLite's writer is never held for long (a /page waits behind it).
+ESCALATION_BATCH = 50
+# Notifications of one batch sent at once (each a Slack, SMTP or webhook call).
+SENDERS = 8
+# Batches whose notifications are being sent while the leader escalates the next ones.
+DELIVERY_WORKERS = 4
+# A page still due right after a pass (a failing page, or one locked by another
+# transaction): the next pass waits this long rather than spinning on it.
+STUCK_RETRY = timedelta(seconds=1)
 
 
 def _failed(what: str, error: BaseException) -> None:
@@ -123,6 +146,14 @@ class JobRunner:
         self.scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        # One escalation pass at a time in this process; a call while one runs asks it to
+        # go round again (`escalate_due`).
+        self._sweeping = threading.Lock()
+        self._sweep_again = threading.Event()
+        self._wake_lock = threading.Lock()
+        # The leader's senders of what escalation passes ran (`_after_batch`), so a pass
+        # goes on to the next batch while the last one's DMs are being sent.
+        self._deliveries: SendPool | None = None
         self._supervisor: threading.Thread | None = None
 
     # -- leadership -----------------------------------------------------------------
@@ -167,6 +198,8 @@ class JobRunner:
                 id="postmortem-reminders",
             )
             self.scheduler = scheduler
+            if self._deliveries is None:  # kept when the supervisor restarts the scheduler
+                self._deliveries = SendPool(DELIVERY_WORKERS, "firebreak-deliver")
             if self._supervisor is None or not self._supervisor.is_alive():
                 self._stopping.clear()
                 self._supervisor = threading.Thread(
@@ -197,9 +230,12 @@ class JobRunner:
         self._stopping.set()
         with self._lock:
             scheduler, self.scheduler = self.scheduler, None
+            deliveries, self._deliveries = self._deliveries, None
         if scheduler is not None and scheduler.running:
             scheduler.shutdown(wait=wait)
             log.info("scheduler stopped")
+        if deliveries is not None:  # what it had not sent yet, reconcile sends (any leader)
+            deliveries.shutdown(wait=wait, cancel_futures=not wait)
 
     @property
     def running(self) -> bool:
@@ -221,7 +257,7 @@ class JobRunner:
         if step is None:
             return
         if step.next_at is not None:
-            self._schedule_escalation(step.page_id, step.generation, step.next_at)
+            self._wake(step.next_at)
         if queued and self.announcer is not None:
             try:
                 self.announcer.send(list(queued))
@@ -235,6 +271,7 @@ class JobRunner:
     def run_escalation(
         self, page_id: int, generation: int, due: datetime | None = None
     ) -> Step | None:
+        """One page's next step in a transaction of its own (if `generation` is current)."""
         now = self.clock()
         with self.db.session_scope() as session:
             step = paging.escalate(session, self.config, page_id, generation, now)
@@ -244,19 +281,142 @@ class JobRunner:
         self.after_commit(step, queued)
         return step
 
+    def escalate_due(self) -> int:
+        """Run every escalation step that is due, in batches, then set the `escalations`
+        job to the next due time; returns how many pages it escalated (or exhausted).
+
+        One pass at a time in this process: called while another pass runs (the job fired
+        again, or reconcile), it only asks that pass to look once more, so nothing due is
+        missed and nothing runs twice at once (a doubled pass would still page nobody
+        twice: every page is escalated under its row lock, generation checked)."""
+        ran = 0
+        while True:
+            self._sweep_again.set()
+            if not self._sweeping.acquire(blocking=False):
+                return ran
+            try:
+                # A person waits on these: on SQLite their transactions go ahead of the other
+                # writers queued in this process (a burst of /page requests, alert ingest).
+                with urgent_writes():
+                    while self._sweep_again.is_set():
+                        self._sweep_again.clear()
+                        ran += self._escalate_batches()
+            finally:
+                self._sweeping.release()
+            if not self._sweep_again.is_set():
+                return ran
+
+    def _escalate_batches(self) -> int:
+        """Batches until none is full, then the wake-up for the next due step."""
+        ran = 0
+        while True:
+            started = self.clock()
+            steps = self._escalate_batch(started)
+            ran += sum(1 for step in steps if step is not None)
+            if len(steps) < ESCALATION_BATCH or not any(steps):
+                break
+        with self.db.session_scope() as session:
+            upcoming = paging.next_due(session)
+        if upcoming is not None:
+            # Still due at the time the last batch looked: it failed or another transaction
+            # held it; try again shortly rather than at once, over and over.
+            self._wake(max(upcoming, started + STUCK_RETRY) if upcoming <= started else upcoming)
+        return ran
+
+    def _escalate_batch(self, now: datetime) -> list[Step | None]:
+        """Up to ESCALATION_BATCH pages due by `now` escalated in one transaction, then
+        their notifications sent; returns their steps (None for a page that failed)."""
+        try:
+            with self.db.session_scope() as session:
+                ran = paging.escalate_due(
+                    session, self.config, now, ESCALATION_BATCH, clock=self.clock
+                )
+                done = [(step, self.effects(session, step)) for step, _, _ in ran]
+        except Exception as error:
+            if unavailable(error):
+                raise
+            # A page that cannot be escalated must not hold back the others of its batch:
+            # each on its own, the failing one logged (and retried by the next pass).
+            _failed("an escalation batch failed; escalating its pages one by one", error)
+            return self._escalate_one_by_one(now)
+        if self.observer is not None:
+            for _, due, at in ran:
+                self.observer.escalation_started((at - due).total_seconds())
+        self._after_batch(done)
+        return [step for step, _ in done]
+
+    def _escalate_one_by_one(self, now: datetime) -> list[Step | None]:
+        with self.db.session_scope() as session:
+            due = paging.due_now(session, now, ESCALATION_BATCH)
+        steps: list[Step | None] = []
+        for page_id, generation, at in due:
+            try:
+                steps.append(self.run_escalation(page_id, generation, at))
+            except Exception as single:
+                _failed(f"could not escalate page {page_id}", single)
+                steps.append(None)
+        return steps
+
+    def _after_batch(self, done: Sequence[tuple[Step | None, list[int]]]) -> None:
+        """`after_commit` for a batch: one wake-up, then its notifications and announcements
+        sent by the leader's delivery workers (here, when there are none), so the next
+        escalation never waits for this one's Slack calls."""
+        steps = [step for step, _ in done if step is not None]
+        upcoming = [step.next_at for step in steps if step.next_at is not None]
+        if upcoming:
+            self._wake(min(upcoming))
+        notifications = [nid for step in steps for nid in step.notifications]
+        queued = [item for _, items in done for item in items]
+        if not notifications and not queued:
+            return
+        deliveries = self._deliveries
+        if deliveries is not None:
+            with contextlib.suppress(RuntimeError):  # shut down meanwhile: send it here
+                context = contextvars.copy_context()
+                deliveries.submit(context.run, self._send_batch, notifications, queued)
+                return
+        self._send_batch(notifications, queued)
+
+    def _send_batch(self, notifications: list[int], queued: list[int]) -> None:
+        """A batch's DMs (urgent), then its announcements of exhausted pages."""
+        try:
+            if notifications:
+                with urgent_writes():
+                    self.deliver(notifications)
+        except Exception as error:  # claimed rows are retried once their lease ends
+            _failed("could not send the notifications of an escalation batch", error)
+        if queued and self.announcer is not None:
+            try:
+                self.announcer.send(queued)
+            except Exception as error:  # queued: the outbox's reconcile sends it
+                _failed("could not send the announcements of exhausted pages", error)
+
     def deliver(self, ids: list[int] | None = None) -> int:
         """Send due notifications (these ids, or every due one); returns how many went out."""
         with self.db.session_scope() as session:
             claimed = paging.claim_notifications(session, self.config, self.clock(), ids)
-        sent = 0
+        if not claimed:
+            return 0
         in_flight = [notification_id for notification_id, _, _ in claimed]
         with self._leases_renewed(in_flight):
-            for notification_id, channel, notification in claimed:
-                error, retryable = self._send(channel, notification)
-                sent += error is None
-                in_flight.remove(notification_id)
-                self._finish(notification_id, error, retryable)
-        return sent
+            if len(claimed) == 1:
+                results = [self._attempt(claimed[0])]
+            else:  # each send waits on the network: several at once
+                with SendPool(min(SENDERS, len(claimed)), "firebreak-send") as pool:
+                    context = contextvars.copy_context()
+                    attempts = [
+                        pool.submit(context.copy().run, self._attempt, item) for item in claimed
+                    ]
+                    results = [attempt.result() for attempt in attempts]
+            self._finish(results)
+            in_flight.clear()
+        return sum(1 for attempt in results if attempt.error is None)
+
+    def _attempt(self, claimed: tuple[int, str, Notification]) -> paging.Attempt:
+        """One send: what it did and when it ended."""
+        notification_id, channel, notification = claimed
+        error, retryable = self._send(channel, notification)
+        return paging.Attempt(notification_id, error, retryable, self.clock())
 
     def _send(self, channel: str, notification: Notification) -> tuple[str | None, bool]:
         """(error, retryable) of one attempt; (None, True) when it was delivered."""
@@ -272,23 +432,20 @@ class JobRunner:
             return f"{type(failure).__name__}: {failure}", True
         return None, True
 
-    def _finish(self, notification_id: int, error: str | None, retryable: bool) -> None:
-        """Record what one attempt did. Retried while the database fails: were the record
-        lost with a dropped connection, the notification would stay "sending" and go out
-        again once its lease ran out (`finish_notification` acts only on a row still
-        "sending", so a retry after a COMMIT that did commit changes nothing)."""
+    def _finish(self, attempts: list[paging.Attempt]) -> None:
+        """Record what the attempts did, in one transaction, each at the time it ended.
+        Retried while the database fails: were the record lost with a dropped connection,
+        the notifications would stay "sending" and go out again once their lease ran out
+        (`finish_notifications` acts only on rows still "sending", so a retry after a
+        COMMIT that did commit changes nothing)."""
         again = self.db.retrying(
-            lambda session: paging.finish_notification(
-                session,
-                notification_id,
-                now=self.clock(),
-                error=error,
-                retryable=retryable,
-                max_attempts=self.config.paging.max_attempts,
+            lambda session: paging.finish_notifications(
+                session, attempts, max_attempts=self.config.paging.max_attempts
             )
         )
-        if again is not None:
-            self._schedule_delivery(notification_id, again)
+        for notification_id, at in again.items():
+            if at is not None:
+                self._schedule_delivery(notification_id, at)
 
     @contextlib.contextmanager
     def _leases_renewed(self, in_flight: list[int]) -> Iterator[None]:
@@ -318,13 +475,12 @@ class JobRunner:
         """Recreate missing jobs and run whatever is overdue."""
         now = self.clock()
         with self.db.session_scope() as session:
-            pages = paging.due_pages(session, now)
+            upcoming = paging.next_due(session)
             retries = paging.retry_times(session)
-        for page_id, generation, due in pages:
-            if due <= now:
-                self.run_escalation(page_id, generation, due)
-            else:
-                self._schedule_escalation(page_id, generation, due, only_if_missing=True)
+        if upcoming is not None and upcoming <= now:
+            self.escalate_due()
+        elif upcoming is not None:
+            self._wake(upcoming)
         # A notification that has just become due is being sent by whoever made or leased
         # it; reconcile is the safety net, so it steps in only once it is GRACE overdue.
         overdue = [nid for nid, at in retries if at <= now - GRACE]
@@ -366,13 +522,27 @@ class JobRunner:
 
     # -- scheduling -----------------------------------------------------------------
 
-    def _schedule_escalation(
-        self, page_id: int, generation: int, at: datetime, *, only_if_missing: bool = False
-    ) -> None:
-        job_id = f"page-{page_id}-g{generation}"
-        self._schedule_once(
-            lambda: self.run_escalation(page_id, generation, at), job_id, at, only_if_missing
-        )
+    def _wake(self, at: datetime) -> None:
+        """Have the `escalations` job run at `at`, unless it is set to run earlier already
+        (it moves itself on to the next due time after each pass). Only on the leader; a
+        replica that does not lead leaves it to the leader's reconcile pass."""
+        scheduler = self.scheduler
+        if scheduler is None or not scheduler.running:
+            return
+        with self._wake_lock:
+            job = scheduler.get_job(ESCALATIONS)
+            if job is not None and job.next_run_time is not None and job.next_run_time <= at:
+                return
+            scheduler.add_job(
+                self._guarded(self.escalate_due),
+                "date",
+                run_date=at,
+                id=ESCALATIONS,
+                replace_existing=True,
+                # A pass still running when the job fires again: the new run only asks it to
+                # look once more (`escalate_due`), so let it start instead of being skipped.
+                max_instances=4,
+            )
 
     def _schedule_delivery(
         self, notification_id: int, at: datetime, *, only_if_missing: bool = False
@@ -398,7 +568,7 @@ class JobRunner:
         if self.observer is None or not event.scheduled_run_times:
             return
         job = event.job_id
-        kind = "escalation" if job.startswith("page-") else job
+        kind = "escalation" if job == ESCALATIONS else job
         kind = "delivery" if kind.startswith("notify-") else kind
         lag = datetime.now(UTC) - max(event.scheduled_run_times)
         self.observer.job_started(kind, lag.total_seconds())

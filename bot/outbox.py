@@ -91,6 +91,8 @@ def enqueue(
 
 def claim(session: Session, now: datetime, ids: list[int] | None = None) -> list[Claimed]:
     """Lease the due items whose incident has nothing earlier still waiting, oldest first."""
+    if ids is not None and not ids:
+        return []  # nothing asked for: no query (a /page outside an incident queues nothing)
     earlier = aliased(OutboxItem)
     blocked = exists().where(
         earlier.incident_id == OutboxItem.incident_id,

@@ -11,11 +11,12 @@ row is the truth and a reconcile pass recreates any job a triggered page lacks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -133,9 +134,17 @@ def people_for(
 
 
 def _event(
-    session: Session, page: Page, kind: str, actor: str, now: datetime, **data: Any
+    session: Session,
+    page: Page,
+    kind: str,
+    actor: str,
+    now: datetime,
+    *,
+    flush: bool = True,
+    **data: Any,
 ) -> TimelineEvent:
-    """The page's fact, in its incident's timeline too when it has one (one row, not two)."""
+    """The page's fact, in its incident's timeline too when it has one (one row, not two);
+    `flush=False` leaves its INSERT to the caller's next flush (or the commit)."""
     event = timeline.record(
         session,
         kind,
@@ -144,6 +153,7 @@ def _event(
         incident_id=page.incident_id,
         page_id=page.id,
         data=data,
+        flush=flush,
     )
     assert event is not None
     return event
@@ -241,13 +251,56 @@ def escalate(
     page = get(session, page_id, lock=True)
     if page.state != TRIGGERED or page.generation != generation:
         return None
+    step, created = _next_step(session, config, page, now, flush=False)
+    session.flush()
+    return _with_ids(step, created)
+
+
+def escalate_due(
+    session: Session, config: OncallConfig, now: datetime, limit: int, clock: Callable[[], datetime]
+) -> list[tuple[Step, datetime, datetime]]:
+    """`escalate` for up to `limit` pages due by `now`, in the caller's transaction: (step,
+    when it was due, when it ran) of each, earliest due first.
+
+    The pages are read and locked by one query (on PostgreSQL, rows another transaction
+    holds, such as an acknowledgement in flight, are skipped, not waited for: the next pass
+    sees them as that transaction left them), each step reads `clock()` (its time is when it
+    ran), and every row they write goes to the database in one flush, not one per page.
+    """
+    query = (
+        select(Page)
+        .where(Page.state == TRIGGERED, Page.next_escalation_at <= now)
+        .order_by(Page.next_escalation_at, Page.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ran: list[tuple[Step, list[PageNotification], datetime, datetime]] = []
+    for page in session.scalars(query).all():
+        due, at = page.next_escalation_at, clock()
+        assert due is not None
+        step, created = _next_step(session, config, page, at, flush=False)
+        ran.append((step, created, due, at))
+    session.flush()
+    return [(_with_ids(step, created), due, at) for step, created, due, at in ran]
+
+
+def _with_ids(step: Step, created: list[PageNotification]) -> Step:
+    """The step with its notifications' ids (known once they are flushed)."""
+    return replace(step, notifications=[n.id for n in created]) if created else step
+
+
+def _next_step(
+    session: Session, config: OncallConfig, page: Page, now: datetime, *, flush: bool = True
+) -> tuple[Step, list[PageNotification]]:
+    """The next step of a triggered page whose row the caller has locked: its notifications
+    (not flushed: their ids come with the caller's flush) or the exhaustion."""
     snapshot = page.snapshot
     if page.step >= len(snapshot.steps):
         if page.cycle >= snapshot.repeat:
             page.state, page.exhausted_at, page.next_escalation_at = EXHAUSTED, now, None
             page.generation += 1
-            _event(session, page, "page_exhausted", BOT, now)
-            return Step(page.id, page.generation, None, exhausted=True)
+            _event(session, page, "page_exhausted", BOT, now, flush=flush)
+            return Step(page.id, page.generation, None, exhausted=True), []
         page.cycle += 1
         page.step = 0
     step = snapshot.steps[page.step]
@@ -277,6 +330,7 @@ def escalate(
             "page_step_notified",
             BOT,
             now,
+            flush=flush,
             step=number,
             cycle=page.cycle,
             people=people,
@@ -290,6 +344,7 @@ def escalate(
             "page_step_nobody",
             BOT,
             now,
+            flush=flush,
             step=number,
             cycle=page.cycle,
             targets=targets,
@@ -298,8 +353,7 @@ def escalate(
     page.step += 1
     page.generation += 1
     page.next_escalation_at = now + wait
-    session.flush()
-    return Step(page.id, page.generation, page.next_escalation_at, people, [n.id for n in created])
+    return Step(page.id, page.generation, page.next_escalation_at, people), created
 
 
 def _stop_notifying(session: Session, page: Page) -> None:
@@ -351,12 +405,28 @@ def escalate_now(
     return Outcome(page, event, step=step)
 
 
-def due_pages(session: Session, now: datetime) -> list[tuple[int, int, datetime]]:
-    """Triggered pages with their current generation and due time (for reconciling jobs)."""
-    query = select(Page.id, Page.generation, Page.next_escalation_at).where(
-        Page.state == TRIGGERED, Page.next_escalation_at.is_not(None)
+def due_now(session: Session, now: datetime, limit: int) -> list[tuple[int, int, datetime]]:
+    """Up to `limit` triggered pages due by `now` (earliest first): (id, generation, due), each
+    row locked for the caller's transaction. Rows another transaction holds (an
+    acknowledgement in flight) are skipped on PostgreSQL, not waited for: the next pass sees
+    them as they are after that transaction."""
+    query = (
+        select(Page.id, Page.generation, Page.next_escalation_at)
+        .where(Page.state == TRIGGERED, Page.next_escalation_at <= now)
+        .order_by(Page.next_escalation_at, Page.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
     return [(pid, gen, due) for pid, gen, due in session.execute(query) if due is not None]
+
+
+def next_due(session: Session) -> datetime | None:
+    """When the earliest triggered page falls due for its next step (None: nothing waits)."""
+    query = select(func.min(Page.next_escalation_at)).where(
+        Page.state == TRIGGERED, Page.next_escalation_at.is_not(None)
+    )
+    due: datetime | None = session.scalar(query)
+    return due
 
 
 # -- notifications ----------------------------------------------------------------------
@@ -381,9 +451,11 @@ def claim_notifications(
     if ids is not None:
         query = query.where(PageNotification.id.in_(ids))
     claimed = []
-    for row in session.scalars(query):
-        page = session.get(Page, row.page_id)  # one query per page, however many rows
-        assert page is not None
+    rows = list(session.scalars(query))
+    page_ids = {row.page_id for row in rows}
+    pages = {p.id: p for p in session.scalars(select(Page).where(Page.id.in_(page_ids)))}
+    for row in rows:
+        page = pages[row.page_id]
         if page.state not in (TRIGGERED, EXHAUSTED) or row.person not in config.people:
             row.status, row.next_attempt_at = "cancelled", None
             continue
@@ -430,17 +502,61 @@ def finish_notification(
     max_attempts: int = 5,
 ) -> datetime | None:
     """Record one attempt's result; returns when to try again, or None."""
-    row = session.get(PageNotification, notification_id, with_for_update=True)
-    if row is None or row.status != "sending":
-        return None
-    page = get(session, row.page_id)
+    finished = finish_notifications(
+        session, [Attempt(notification_id, error, retryable, now)], max_attempts=max_attempts
+    )
+    return finished[notification_id]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one send of a notification did, and when it ended."""
+
+    notification_id: int
+    error: str | None
+    retryable: bool
+    ended: datetime
+
+
+def finish_notifications(
+    session: Session, attempts: list[Attempt], *, max_attempts: int = 5
+) -> dict[int, datetime | None]:
+    """Record what each attempt did (one timeline event each, at its own time), the rows
+    read and locked by one query; returns when to try each one again (None: not again).
+    Acts only on rows still "sending", so recording the same attempts twice changes nothing."""
+    ids = [attempt.notification_id for attempt in attempts]
+    rows = {
+        row.id: row
+        for row in session.scalars(
+            select(PageNotification)
+            .where(PageNotification.id.in_(ids))
+            .order_by(PageNotification.id)
+            .with_for_update()
+        )
+    }
+    page_ids = {row.page_id for row in rows.values()}
+    pages = {p.id: p for p in session.scalars(select(Page).where(Page.id.in_(page_ids)))}
+    again: dict[int, datetime | None] = {}
+    for attempt in attempts:
+        row = rows.get(attempt.notification_id)
+        again[attempt.notification_id] = None
+        if row is None or row.status != "sending":
+            continue
+        again[row.id] = _finish_one(session, row, pages[row.page_id], attempt, max_attempts)
+    return again
+
+
+def _finish_one(
+    session: Session, row: PageNotification, page: Page, attempt: Attempt, max_attempts: int
+) -> datetime | None:
+    now, error = attempt.ended, attempt.error
     facts = {"channel": row.channel, "person": row.person, "attempt": row.attempts}
     if error is None:
         row.status, row.sent_at, row.last_error, row.next_attempt_at = "sent", now, None, None
-        _event(session, page, "page_delivered", BOT, now, **facts)
+        _event(session, page, "page_delivered", BOT, now, flush=False, **facts)
         return None
     row.last_error = error[:1000]
-    if retryable and row.attempts < max_attempts:
+    if attempt.retryable and row.attempts < max_attempts:
         row.status = "retry"
         row.next_attempt_at = now + BACKOFF[min(row.attempts, len(BACKOFF)) - 1]
         _event(
@@ -449,6 +565,7 @@ def finish_notification(
             "page_delivery_failed",
             BOT,
             now,
+            flush=False,
             **facts,
             error=row.last_error,
             final=False,
@@ -456,7 +573,15 @@ def finish_notification(
         return row.next_attempt_at
     row.status, row.next_attempt_at = "failed", None
     _event(
-        session, page, "page_delivery_failed", BOT, now, **facts, error=row.last_error, final=True
+        session,
+        page,
+        "page_delivery_failed",
+        BOT,
+        now,
+        flush=False,
+        **facts,
+        error=row.last_error,
+        final=True,
     )
     return None
 

@@ -110,6 +110,8 @@ class SlackOutbox:
     def deliver(self, ids: list[int] | None = None) -> Delivery:
         """Send these items (or every due one), in order per incident, until none is left
         that can go now."""
+        if ids is not None and not ids:
+            return Delivery(0, 0)  # nothing queued: no transaction
         sent = 0
         for _ in range(100):  # each round unblocks the next item of each incident
             with self.db.session_scope() as session:
