@@ -269,7 +269,13 @@ def test_every_answer_carries_the_security_headers(
         assert_secure_headers(response)
         assert response.headers["Cache-Control"] == "no-store"
     signed_in(firebreak, web)
-    for path in ("/", "/incidents/INC-1", "/incidents/INC-9", "/incidents/INC-1/events"):
+    for path in (
+        "/",
+        "/incidents/INC-1",
+        "/incidents/INC-9",
+        "/incidents/INC-1/events",
+        "/incidents/INC-1/postmortem",
+    ):
         assert_secure_headers(web.get(path))
     script = web.get("/assets/timeline.js")
     assert script.status_code == 200 and "javascript" in script.headers["Content-Type"]
@@ -300,6 +306,10 @@ def test_titles_and_notes_are_escaped_everywhere(
     events = web.get("/incidents/INC-1/events?after=0").get_json()
     notes = [event["text"] for event in events["events"] if event["kind"] == "note_added"]
     assert notes[0] == f"alice added a note: {IMG}"
+    draft_page = web.get("/incidents/INC-1/postmortem").get_data(as_text=True)
+    assert "<script>alert" not in draft_page and "<img" not in draft_page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; checkout" in draft_page
+    assert "<table>" in draft_page  # the draft's Markdown tables, as HTML
     draft = web.get("/incidents/INC-1/postmortem.md")
     assert draft.status_code == 200
     assert draft.headers["Content-Disposition"] == 'attachment; filename="INC-1-postmortem.md"'
@@ -365,9 +375,13 @@ def test_bad_filters_are_explained(firebreak: Firebreak, web: Client) -> None:
 def test_an_unknown_incident_is_a_clear_404(firebreak: Firebreak, web: Client) -> None:
     signed_in(firebreak, web)
     for reference in ("INC-404", "nonsense"):
-        response = web.get(f"/incidents/{reference}")
-        assert response.status_code == 404
-        assert "There is no incident" in response.get_data(as_text=True)
+        for path in (f"/incidents/{reference}", f"/incidents/{reference}/postmortem"):
+            response = web.get(path)
+            assert response.status_code == 404
+            assert "There is no incident" in response.get_data(as_text=True)
+        download = web.get(f"/incidents/{reference}/postmortem.md")
+        assert download.status_code == 404
+        assert "incident" in download.get_data(as_text=True)
 
 
 # -- the sandbox --------------------------------------------------------------------------

@@ -201,11 +201,36 @@ def parse_reference(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """A timeline event as a plain row: what a sentence reads, no ORM object to track (an
+    incident can have 10,000)."""
+
+    id: int
+    kind: str
+    actor: str
+    page_id: int | None
+    incident_id: int | None
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+_FACT_COLUMNS = (
+    TimelineEvent.id,
+    TimelineEvent.kind,
+    TimelineEvent.actor,
+    TimelineEvent.page_id,
+    TimelineEvent.incident_id,
+    TimelineEvent.occurred_at,
+    TimelineEvent.data,
+)
+
+
 @dataclass
 class IncidentDetail:
     incident: Incident
     roles: list[tuple[str, str]]
-    events: list[TimelineEvent]
+    events: list[Fact]
     alerts: list[tuple[AlertGroup, list[StoredAlert]]]
     pages: list[tuple[Page, list[PageNotification]]]
     runs: list[tuple[RunbookRun, list[RunbookRunHost]]]
@@ -228,13 +253,14 @@ def incident_detail(session: Session, incident_id: int, roles: list[str]) -> Inc
     held = sorted(
         ((row.role, row.user_id) for row in assigned), key=lambda pair: order.get(pair[0], 99)
     )
-    events = list(
-        session.scalars(
-            select(TimelineEvent)
+    events = [
+        Fact(*row)
+        for row in session.execute(
+            select(*_FACT_COLUMNS)
             .where(TimelineEvent.incident_id == incident_id)
             .order_by(TimelineEvent.occurred_at, TimelineEvent.id)
         )
-    )
+    ]
     groups = list(
         session.scalars(
             select(AlertGroup)
@@ -300,9 +326,7 @@ def incident_detail(session: Session, incident_id: int, roles: list[str]) -> Inc
     )
 
 
-def events_after(
-    session: Session, incident_id: int, after: int
-) -> tuple[list[TimelineEvent], bool | None]:
+def events_after(session: Session, incident_id: int, after: int) -> tuple[list[Fact], bool | None]:
     """The incident's events with ids above `after` (at most EVENTS_PER_POLL), and whether
     it is still open (None: there is no such incident)."""
     resolved = session.execute(
@@ -310,12 +334,13 @@ def events_after(
     ).first()
     if resolved is None:
         return [], None
-    events = list(
-        session.scalars(
-            select(TimelineEvent)
+    events = [
+        Fact(*row)
+        for row in session.execute(
+            select(*_FACT_COLUMNS)
             .where(TimelineEvent.incident_id == incident_id, TimelineEvent.id > after)
             .order_by(TimelineEvent.id)
             .limit(EVENTS_PER_POLL)
         )
-    )
+    ]
     return events, resolved[0] is None

@@ -29,7 +29,6 @@ from bot.webview.render import (
     Names,
     Page,
     Viewer,
-    event_text,
     markdown_html,
     text_style,
     viewer_for,
@@ -188,9 +187,7 @@ def web_view_blueprint(view: WebView) -> Blueprint:
                         "missing.html", title="No such incident", reference=reference[:40]
                     )
                     return Response(html, status=404, mimetype="text/html")
-                style = text_style(view.names)
-                timeline = [(event, event_text(event, style)) for event in detail.events]
-                draft, draft_problem = _draft(view, session, detail.incident.id, page)
+                timeline = page.timeline(detail.events, text_style(view.names))
                 html = page.render(
                     "incident.html",
                     title=f"{detail.incident.reference}: {plain(detail.incident.title)}",
@@ -198,9 +195,36 @@ def web_view_blueprint(view: WebView) -> Blueprint:
                     incident=detail.incident,
                     timeline=timeline,
                     names=view.names,
-                    draft_html=markdown_html(draft) if draft else "",
-                    draft_problem=draft_problem,
                 )
+            return Response(html, mimetype="text/html")
+
+        return signed_in(show)
+
+    @blueprint.get("/incidents/<reference>/postmortem")
+    def postmortem_page(reference: str) -> Response:
+        """The draft rendered as HTML on a page of its own: rendering it from the record
+        costs about as much as `firebreak postmortem`, too much for every incident view."""
+
+        def show(viewer: Viewer) -> Response:
+            page = view.page(viewer)
+            incident_id = queries.parse_reference(reference)
+            try:
+                if incident_id is None:
+                    raise UnknownIncident(reference)
+                with view.db.session_scope() as session:
+                    draft, problem = _draft(view, session, incident_id, page)
+            except UnknownIncident:
+                html = page.render(
+                    "missing.html", title="No such incident", reference=reference[:40]
+                )
+                return Response(html, status=404, mimetype="text/html")
+            html = page.render(
+                "postmortem.html",
+                title=f"INC-{incident_id} postmortem draft",
+                reference=f"INC-{incident_id}",
+                draft_html=markdown_html(draft) if draft else "",
+                draft_problem=problem,
+            )
             return Response(html, mimetype="text/html")
 
         return signed_in(show)
@@ -218,21 +242,15 @@ def web_view_blueprint(view: WebView) -> Blueprint:
         if incident_id is None:
             return jsonify(error=f"{reference[:40]!r} is not an incident like INC-7"), 404
         page = view.page(viewer)
-        style = text_style(view.names)
         with view.db.session_scope() as session:
             events, open_now = queries.events_after(session, incident_id, int(after_text))
-            if open_now is None:
-                return jsonify(error=f"there is no incident INC-{incident_id}"), 404
-            body = [
-                {
-                    "id": event.id,
-                    "kind": event.kind,
-                    "at": page.iso(event.occurred_at),
-                    "time": page.when(event.occurred_at, seconds=True),
-                    "text": event_text(event, style),
-                }
-                for event in events
-            ]
+        if open_now is None:
+            return jsonify(error=f"there is no incident INC-{incident_id}"), 404
+        rows = page.timeline(events, text_style(view.names))
+        body = [
+            {"id": row.id, "kind": row.kind, "at": row.iso, "time": row.when, "text": row.text}
+            for row in rows
+        ]
         return jsonify(events=body, open=open_now)
 
     @blueprint.get("/incidents/<reference>/postmortem.md")
@@ -240,14 +258,19 @@ def web_view_blueprint(view: WebView) -> Blueprint:
         def download(viewer: Viewer) -> Response:
             page = view.page(viewer)
             incident_id = queries.parse_reference(reference)
-            with view.db.session_scope() as session:
-                draft, problem = (
-                    _draft(view, session, incident_id, page)
-                    if incident_id is not None
-                    else ("", "not an incident")
+            try:
+                if incident_id is None:
+                    raise UnknownIncident(f"{reference[:40]!r} is not an incident like INC-7")
+                with view.db.session_scope() as session:
+                    draft, problem = _draft(view, session, incident_id, page)
+            except UnknownIncident as unknown:
+                return Response(f"{unknown}\n", status=404, mimetype="text/plain")
+            if problem is not None:
+                return Response(
+                    f"the draft could not be rendered: {problem}\n",
+                    status=500,
+                    mimetype="text/plain",
                 )
-            if not draft:
-                return Response(f"{problem}\n", status=404, mimetype="text/plain")
             return Response(
                 draft,
                 mimetype="text/markdown",
@@ -262,7 +285,8 @@ def web_view_blueprint(view: WebView) -> Blueprint:
 
 
 def _draft(view: WebView, session: Session, incident_id: int, page: Page) -> tuple[str, str | None]:
-    """The postmortem draft (default template) as Markdown, or "" and why not."""
+    """The postmortem draft (default template) as Markdown and None, or "" and why the
+    template failed; raises UnknownIncident."""
     config = view.config
     try:
         text = draft.render(
@@ -275,8 +299,6 @@ def _draft(view: WebView, session: Session, incident_id: int, page: Page) -> tup
             section=config.postmortem,
             now=page.now,
         )
-    except UnknownIncident as error:
-        return "", str(error)
     except TemplateError as error:
         log.warning("postmortem draft of INC-%s: %s", incident_id, error)
         return "", str(error)
