@@ -49,6 +49,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session
 
+from bot import logs
 from bot.clock import Clock
 from bot.db import Database, describe, unavailable, urgent_writes, where
 from bot.oncall import paging
@@ -413,9 +414,22 @@ class JobRunner:
         return sum(1 for attempt in results if attempt.error is None)
 
     def _attempt(self, claimed: tuple[int, str, Notification]) -> paging.Attempt:
-        """One send: what it did and when it ended."""
+        """One send: what it did and when it ended. A failed attempt is logged (with the
+        page bound) as well as recorded: an operator reading the logs sees a person who
+        could not be reached without querying the database."""
         notification_id, channel, notification = claimed
-        error, retryable = self._send(channel, notification)
+        with logs.bind(page=notification.page_id):
+            error, retryable = self._send(channel, notification)
+            if error is not None:
+                log.warning(
+                    "%s: could not reach %s by %s at step %d (%s): %s",
+                    notification.reference,
+                    notification.person,
+                    channel,
+                    notification.step,
+                    "will retry" if retryable else "not retryable",
+                    error,
+                )
         return paging.Attempt(notification_id, error, retryable, self.clock())
 
     def _send(self, channel: str, notification: Notification) -> tuple[str | None, bool]:

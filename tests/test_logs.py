@@ -10,6 +10,7 @@ to print them, and greps everything the process wrote for each one.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
@@ -67,6 +68,9 @@ TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 # -- the pieces, in process ----------------------------------------------------------------
 
 
+_LOGGERS = itertools.count()  # a new logger name for each capture
+
+
 @contextmanager
 def captured(fmt: str = "json") -> Iterator[tuple[logging.Logger, io.StringIO, logs.Redactor]]:
     """A logger whose records go through a handler built as `logs.configure` builds it."""
@@ -76,10 +80,12 @@ def captured(fmt: str = "json") -> Iterator[tuple[logging.Logger, io.StringIO, l
     redactor = logs.Redactor()
     handler.addFilter(logs.ContextFilter())
     handler.addFilter(redactor)
-    logger = logging.getLogger(f"test.logs.{fmt}.{id(stream)}")
+    # A name of its own (loggers live as long as the process; `id(stream)` is reused), and
+    # exactly one handler, so `log.handlers[0]` is the one built here.
+    logger = logging.getLogger(f"test.logs.{fmt}.{next(_LOGGERS)}")
     logger.propagate = False
     logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
+    logger.handlers = [handler]
     try:
         yield logger, stream, redactor
     finally:
@@ -198,7 +204,9 @@ def test_every_request_gets_a_request_id_bound_and_echoed(firebreak: Firebreak) 
     with captured() as (log, stream, _):
         access = logging.getLogger("firebreak.http")
         access.addHandler(log.handlers[0])
-        level, access.level = access.level, logging.DEBUG
+        level = access.level
+        access.setLevel(logging.DEBUG)  # not `access.level = ...`: that keeps logging's
+        # per-logger cache of enabled levels, filled by earlier tests in this process
         try:
             first = client.post("/slack/events", data=b"x=1")
             second = client.post("/slack/events", data=b"x=1")

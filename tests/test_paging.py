@@ -3,6 +3,7 @@ retries with backoff, `/page` and the DM buttons, and the real scheduler."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -240,12 +241,18 @@ def test_a_failing_notifier_is_retried_with_backoff_while_the_clock_goes_on(
     assert len(dms(sandbox, "U0ALICE")) == 1
 
 
-def test_a_permanent_failure_is_recorded_and_not_retried(
-    firebreak: Firebreak, sandbox: SlackSandbox, clock: Clock
+def test_a_permanent_failure_is_recorded_logged_and_not_retried(
+    firebreak: Firebreak, sandbox: SlackSandbox, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     sandbox.inject_fault("chat.postMessage", error="user_not_found")
-    firebreak.pager.page(target="user:alice", message="hello?", created_by="U0BOB")
+    with caplog.at_level(logging.WARNING, logger="bot.jobs"):
+        firebreak.pager.page(target="user:alice", message="hello?", created_by="U0BOB")
     assert notifications(firebreak) == [(0, 0, "alice", "slack", "failed")]
+    warned = [r.getMessage() for r in caplog.records if r.name == "bot.jobs"]
+    assert warned == [
+        "P-1: could not reach alice by slack at step 1 (not retryable): "
+        "Slack DM to U0ALICE failed: user_not_found (HTTP 200)"
+    ], warned
     with firebreak.db.session_scope() as session:
         failed = [e for e in timeline.for_page(session, 1) if e.kind == "page_delivery_failed"]
     assert len(failed) == 1
