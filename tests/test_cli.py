@@ -369,9 +369,15 @@ def test_demo_plays_a_whole_incident(workdir: Path) -> None:
     positions = [timeline.index(fact) for fact in facts]
     assert positions == sorted(positions), "the timeline is in order"
     assert "failed" not in out and "✗" not in out
-    assert out.rstrip().endswith(
+    story, web_view = out.split("Web view of INC-1: sign in as alice", 1)
+    assert story.rstrip().endswith(
         "a runbook ran over SSH with its output in the channel, each fact in its timeline, "
         "and its postmortem drafted."
+    )
+    # It ends with a sign-in link to the web view (tests/test_webview_serve.py opens one).
+    assert "/signin?token=" in web_view
+    assert web_view.rstrip().endswith(
+        "(Not a terminal, so the demo stops now and the link with it.)"
     )
     leftovers = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*"))
     assert leftovers == ["postmortems", "postmortems/INC-1.md"], "only the draft it wrote is left"
