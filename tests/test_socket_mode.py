@@ -157,8 +157,11 @@ def test_a_late_acknowledgement_is_redelivered_and_acts_once(
 ) -> None:
     """The sandbox's deadline is shorter than the time the database takes to record the
     request (a lock held by another transaction), so the first ack comes late: the envelope
-    goes out again with retry_attempt 1, and the incident is still declared once."""
+    goes out again with retry_attempt 1, and the incident is still declared once. The lock
+    is let go only once the sandbox has sent the envelope again, so the first ack is late
+    however slow the machine, and the sandbox keeps resending until an attempt is acked."""
     sandbox.socket_mode.ack_deadline = 0.3
+    sandbox.socket_mode.max_retries = 200
     hold = threading.Event()
     released = threading.Event()
 
@@ -169,19 +172,25 @@ def test_a_late_acknowledgement_is_redelivered_and_acts_once(
             if connection.dialect.name == "postgresql":
                 connection.execute(text("LOCK TABLE slack_requests IN SHARE ROW EXCLUSIVE MODE"))
             hold.set()
-            released.wait(5)
+            released.wait(60)
+
+    def release_after_redelivery() -> None:
+        try:
+            wait_for(lambda: any(len(e.attempts) > 1 for e in sandbox.socket_mode.envelopes()))
+        finally:
+            released.set()
 
     locker = threading.Thread(target=holder)
     locker.start()
-    hold.wait(5)
-    timer = threading.Timer(1.0, released.set)
-    timer.start()
+    assert hold.wait(10)
+    releaser = threading.Thread(target=release_after_redelivery)
+    releaser.start()
     try:
         reply = slack.run("declare sev2 Checkout latency above 2s", channel=general)
     finally:
         released.set()
         locker.join()
-        timer.cancel()
+        releaser.join()
     # Every attempt waited for the lock in the socket client's own threads; the one that
     # records the request first hands the declaration to the worker pool.
     wait_for(lambda: any("Declared INC-1" in str(r.payload) for r in sandbox.responses()))

@@ -20,6 +20,15 @@ as they do for HTTP. What differs is only the edge:
   connection without a WebSocket close frame. slack_sdk's receiver then reads end-of-file in
   a busy loop (a CPU core) until the ping check gives up, ~4 ping intervals later. A watch
   thread here looks for that end-of-file every WATCH_INTERVAL and replaces the connection.
+- And a race: when slack_sdk installs a new connection it sets `current_session` and then a
+  new `current_session_state`; its receiving thread, restarting in between, revives the old
+  state (`terminated = False`) and loops on it. No one ends that state any more, so after
+  the next reconnect the receiver waits forever on a closed connection: nothing more is
+  read, and `close()` (which joins that thread) never returns. The watch thread ends each
+  state it has seen that is no longer current (one current for at least WATCH_INTERVAL),
+  and `close` makes the connection inactive before ending the states, then gives
+  slack_sdk's `close()` CLOSE_TIMEOUT. A state current for less than that can still be
+  revived unseen: slack_sdk has to fix this (it must not revive a state it replaced).
 
 `state()` is "connected", "connecting" (starting, or replacing a lost connection) or
 "disconnected" (closed, or the token was refused); `/readyz` is not ready unless connected.
@@ -63,6 +72,7 @@ ENVELOPE_TYPES = ("slash_commands", "interactive", "events_api")
 PING_INTERVAL = 5.0  # seconds; a connection silent for ~4 of these is replaced
 RETRY_CONNECT = 5.0  # seconds between first connection attempts while Slack is unreachable
 WATCH_INTERVAL = 0.25  # seconds between looks for a connection the peer closed
+CLOSE_TIMEOUT = 10.0  # seconds close() waits for slack_sdk's threads
 # What apps.connections.open answers for a token that will never work: stop and say so.
 REFUSED = {
     "not_authed": "SLACK_APP_TOKEN is empty",
@@ -114,6 +124,7 @@ class SlackSocket:
         self._retrying: threading.Thread | None = None
         self._hellos = 0
         self._watching: threading.Thread | None = None
+        self._states: list[Any] = []  # slack_sdk's ConnectionStates seen, newest last
         self.counts = _SocketCounts(metrics, self.state) if metrics is not None else None
 
     @property
@@ -138,6 +149,7 @@ class SlackSocket:
             concurrency=self.concurrency,
         )
         self._started = True
+        self._states = [self.client.current_session_state]  # before the first connect
         self._watching = threading.Thread(target=self._watch, name="socket-mode-watch", daemon=True)
         self._watching.start()
         try:
@@ -184,6 +196,7 @@ class SlackSocket:
         """Replace a connection whose peer closed it without a close frame (see above)."""
         while not self._closed.wait(WATCH_INTERVAL):
             client = self.client
+            self._end_stale_states(client)
             session = client.current_session
             sock = session.sock if session is not None else None
             if session is None or sock is None or not _peer_closed(sock):
@@ -194,6 +207,16 @@ class SlackSocket:
                 client.connect_to_new_endpoint()
             except Exception as error:  # slack_sdk's monitor tries again every ping interval
                 log.warning("Socket Mode: cannot reconnect yet (%s)", type(error).__name__)
+
+    def _end_stale_states(self, client: SocketModeClient, *, all_of_them: bool = False) -> None:
+        """Set `terminated` on every connection state slack_sdk no longer uses (all, when
+        closing), so its receiver never loops on one that is not current (see above)."""
+        current = client.current_session_state
+        if not any(seen is current for seen in self._states):
+            self._states = [*self._states[-7:], current]
+        for seen in self._states:
+            if (all_of_them or seen is not current) and not seen.terminated:
+                seen.terminated = True
 
     def state(self) -> State:
         if self._closed.is_set() or self._refused is not None or not self._started:
@@ -225,7 +248,7 @@ class SlackSocket:
         if self._watching is not None:  # first: it must not reconnect what is closing
             self._watching.join(timeout=RETRY_CONNECT + 1)
         if self.handler is not None:
-            _close_quickly(self.handler.client)
+            _close_quickly(self.handler.client, self._end_stale_states)
         if self._retrying is not None:
             self._retrying.join(timeout=RETRY_CONNECT + 1)
 
@@ -297,9 +320,11 @@ def _peer_closed(sock: socket.socket) -> bool:
         return True
 
 
-def _close_quickly(client: SocketModeClient) -> None:
+def _close_quickly(client: SocketModeClient, end_states: Any) -> None:
     """`client.close()` without its waits: its receiving thread holds the socket for up to
-    3 s in `recv` and its message thread for 1 s in a queue `get`, so wake both first."""
+    3 s in `recv` and its message thread for 1 s in a queue `get`, so wake both first. The
+    connection goes inactive before its states end, so a restarting receiver cannot revive
+    one (see the module docstring); and close() runs with a bound, as a last resort."""
     client.closed = True
     client.auto_reconnect_enabled = False  # the woken receiver must not reconnect
     session = client.current_session
@@ -307,8 +332,17 @@ def _close_quickly(client: SocketModeClient) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
+    client.disconnect()
+    end_states(client, all_of_them=True)
     client.message_queue.put(None)  # skipped by the message thread, which then sees closed
-    client.close()
+    closing = threading.Thread(target=client.close, name="socket-mode-close", daemon=True)
+    closing.start()
+    closing.join(timeout=CLOSE_TIMEOUT)
+    if closing.is_alive():
+        log.warning(
+            "Socket Mode: slack_sdk's client did not stop within %.0f s; leaving its threads",
+            CLOSE_TIMEOUT,
+        )
 
 
 class _Handler(SocketModeHandler):
