@@ -438,7 +438,7 @@ class Database:
 
         Only for work that is right to run again whatever became of the failed attempt, a
         COMMIT that went unanswered included: recording what a send did on a row that must
-        still say "sending" (`bot.outbox.finish`, `bot.oncall.paging.finish_notification`)
+        still say "sending" (`bot.outbox.finish`, `bot.oncall.paging.finish_notifications`)
         is, and so is saving a message's ts where none is saved yet; adding a note is not
         (an unanswered COMMIT may have added it). Its use: the short write that records what
         Slack (or a notifier) just did, which, if lost with a dropped connection, would make

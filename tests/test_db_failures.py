@@ -329,7 +329,7 @@ def test_a_dm_whose_record_is_dropped_once_is_sent_once(
     general: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    failed = failing_once(monkeypatch, paging, "finish_notification")
+    failed = failing_once(monkeypatch, paging, "finish_notifications")
     slack.command("@carol disk full again", user="U0BOB", channel=general, command="/page")
     slack.settle()
     assert failed and len(dms(sandbox, "U0CAROL")) == 1
