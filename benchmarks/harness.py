@@ -488,16 +488,22 @@ class Section:
         )
 
 
-def figures_table(figures: Sequence[Figure], *, benchmark: str | None = None) -> str:
-    headers = ["figure", "Firebreak", "baseline (same run)", "ratio", "target", "result"]
-    rows = [
+FIGURE_HEADERS = ["figure", "Firebreak", "baseline (same run)", "ratio", "target", "result"]
+
+
+def figures_table(figures: Sequence[Figure], names: Sequence[str] = ()) -> str:
+    """The figures as a Markdown table; with `names` (one per figure), a first column
+    naming each one's benchmark (the summary at the top of the report)."""
+    rows: list[list[str]] = [
         [f.what, f.value, f.baseline or "-", f.ratio or "-", f.target or "-", f.result or "-"]
         for f in figures
     ]
-    if benchmark is not None:
-        headers = ["benchmark", *headers]
-        rows = [[benchmark, *row] for row in rows]
-    return markdown_table(headers, rows)
+    if names:
+        return markdown_table(
+            ["benchmark", *FIGURE_HEADERS],
+            [[name, *row] for name, row in zip(names, rows, strict=True)],
+        )
+    return markdown_table(FIGURE_HEADERS, rows)
 
 
 REPORT_INTRO = """\
@@ -527,27 +533,16 @@ _TITLE = re.compile(r"^## (?P<title>.+)$", re.M)
 
 def summary_table(sections: Mapping[str, str]) -> str:
     """Every section's headline figures in one table, in the sections' order."""
-    rows: list[list[str]] = []
+    names: list[str] = []
+    figures: list[Figure] = []
     for text in sections.values():
         found, title = _FIGURES.search(text), _TITLE.search(text)
         if found is None or title is None:
             continue
-        name = title.group("title").split(":")[0]
         for item in json.loads(found.group("data")):
-            figure = Figure(**item)
-            rows.append(
-                [
-                    name,
-                    figure.what,
-                    figure.value,
-                    figure.baseline or "-",
-                    figure.ratio or "-",
-                    figure.target or "-",
-                    figure.result or "-",
-                ]
-            )
-    headers = ["benchmark", "figure", "Firebreak", "baseline (same run)", "ratio"]
-    return markdown_table([*headers, "target", "result"], rows)
+            names.append(title.group("title").split(":")[0])
+            figures.append(Figure(**item))
+    return figures_table(figures, names)
 
 
 def write_section(section: Section, facts: MachineFacts, path: Path = REPORT_PATH) -> None:
