@@ -200,7 +200,9 @@ def _launch(directory: Path, name: str, authorized_keys: Path) -> SshServer:
 def _wait_ready(server: SshServer) -> bool:
     """Wait until the server answers (True) or its process has exited (False)."""
     try:
-        return await_banner(server.process, server.port, READY_TIMEOUT)
+        return await_banner(
+            server.process, server.port, READY_TIMEOUT, server.directory / "sshd.log"
+        )
     except TimeoutError:
         server.stop()
         raise SshdFailed(

@@ -136,7 +136,7 @@ class OpenSshServer(LocalSshServer):
             self.process = launch_sshd(self.directory, config, sshd=self.sshd)
             self._port = port
             try:
-                ready = await_banner(self.process, port, READY_TIMEOUT)
+                ready = await_banner(self.process, port, READY_TIMEOUT, self.log_path)
             except TimeoutError:
                 self.stop()
                 raise SshdUnavailable(
@@ -223,18 +223,30 @@ def launch_sshd(directory: Path, config: str, *, sshd: Path = SSHD) -> subproces
         )
 
 
-def await_banner(process: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
-    """True once the sshd on `port` answers with its SSH banner, False when it exits first
-    (most likely its port was taken); `TimeoutError` when it does neither within `timeout`
-    seconds. The caller stops it in the last two cases."""
+def await_banner(process: subprocess.Popen[bytes], port: int, timeout: float, log: Path) -> bool:
+    """True once the sshd on `port` answers with its SSH banner and its own `log` (the
+    sshd.log `launch_sshd` writes) says it listens there, False when it exits first (most
+    likely its port was taken); `TimeoutError` when it does neither within `timeout`
+    seconds. The caller stops it in the last two cases. The log line is what makes the
+    banner ours: another sshd that took the port between `free_port` and our bind (another
+    test run on this machine) answers with a banner too, and clients would then meet a
+    host key they do not know."""
+    listening = f"Server listening on {ADDRESS} port {port}.".encode()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _answers(port) and process.poll() is None:
-            return True
         if process.poll() is not None:
             return False
+        if _answers(port) and listening in _read_bytes(log) and process.poll() is None:
+            return True
         time.sleep(0.01)  # polling a port that is not listening yet
     raise TimeoutError(f"sshd did not answer on {ADDRESS}:{port} within {timeout:g} s")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 def stop_sshd(process: subprocess.Popen[bytes]) -> None:
