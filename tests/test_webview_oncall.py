@@ -32,6 +32,7 @@ from bot.oncall.configuration import Schedule
 from bot.oncall.ics import ics_token
 from bot.sandbox import SlackSandbox
 from tests.conftest import PEOPLE, SECRET, Slack, make_settings
+from tests.test_socket_mode import socket_settings
 from tests.test_webview import BASE, SCRIPT, assert_secure_headers, path_of
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -448,8 +449,11 @@ def test_the_last_two_weeks_allowed_and_the_first(firebreak: Firebreak) -> None:
     client = reader(firebreak)
     page, _ = grid(client, "schedule=secondary&from=2099-12-17")
     assert list(page.cells["secondary"])[-1] == "2099-12-30"
-    page, _ = grid(client, "schedule=secondary&from=2000-01-01")
-    assert all(rows["On call"][0][2] == "" for rows in page.cells["secondary"].values())
+    page, _ = grid(client, "schedule=secondary&from=2000-01-01")  # before the layer starts
+    assert all(
+        [text for *_, text in rows["On call"]] == ["00:00-24:00 nobody"]
+        for rows in page.cells["secondary"].values()
+    )
 
 
 def test_without_schedules_the_page_says_how_to_add_one(
@@ -461,5 +465,18 @@ def test_without_schedules_the_page_says_how_to_add_one(
         response = reader(app).get("/oncall")
         assert response.status_code == 200
         assert "No schedules are configured" in response.get_data(as_text=True)
+    finally:
+        app.close()
+
+
+def test_without_a_signing_secret_the_page_says_what_signs_the_calendar_link(
+    database_url: str, sandbox: SlackSandbox, file_config: FileConfig
+) -> None:
+    """Socket Mode runs without SLACK_SIGNING_SECRET, and so without calendar feeds."""
+    app = build(socket_settings(database_url, sandbox, file_config))  # built, not connected
+    try:
+        _, html = grid(reader(app), "schedule=primary")
+        assert "No calendar link: set SLACK_SIGNING_SECRET, which signs it." in html
+        assert ".ics?token=" not in html
     finally:
         app.close()
