@@ -330,6 +330,8 @@ def test_the_grid_across_americas_fall_change_with_a_tz_override(firebreak: Fire
         "00:00-08:00 bob",
         "08:00-24:00 carol",
     ]
+    assert "Mon 2026-10-26 00:00 EDT (began earlier) → Mon 2026-10-26 08:00 EDT" in html
+    assert "Sun 2026-11-08 08:00 EST → Mon 2026-11-09 00:00 EST (continues)" in html
     assert "Sat 2026-10-31 08:00 EDT → Sun 2026-11-01 08:00 EST" in html and "25 h · daily" in html
     assert final_row(page, "secondary") == expected_cells(
         firebreak, "secondary", date(2026, 10, 26), NEW_YORK
