@@ -212,7 +212,12 @@ def build(settings: Settings) -> Firebreak:
     )
     app.web.register_blueprint(alert_blueprint(intake, settings, metrics, os.environ))
     app.web_access = web_access
-    app.web.register_blueprint(web_view_blueprint(WebView(db, settings.file, clock, web_access)))
+    # The `/oncall` page links each schedule's calendar feed, whose token the secret signs.
+    calendar_secret = (
+        env.slack_signing_secret.get_secret_value() if env.slack_signing_secret else None
+    )
+    view = WebView(db, settings.file, clock, web_access, calendar_secret=calendar_secret)
+    app.web.register_blueprint(web_view_blueprint(view))
     # A request id per request, bound to its log lines and echoed in X-Request-Id.
     app.web.wsgi_app = logs.RequestIds(app.web.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -6,6 +6,8 @@
   viewer (their time zone, the navigation, the sandbox banner).
 - `queries`: the read-only database queries behind each page.
 - `views`: the Flask blueprint: security headers, the session check, the routes.
+- `oncall`: the `/oncall` page's content (now and next, a two-week grid per schedule cut
+  at the viewer's midnights from the on-call domain's shifts); no Flask.
 
 A new page is a route in a blueprint that calls `views.viewer_or_sign_in()` and
 `Page.render(...)`, a template extending `base.html`, and an entry in `render.NAV`.

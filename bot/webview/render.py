@@ -29,7 +29,10 @@ from bot.timeline import TimelineEvent
 from bot.webview.queries import Fact
 
 # (label, path) of each page in the navigation bar, in order.
-NAV: list[tuple[str, str]] = [("Incidents", "/")]
+NAV: list[tuple[str, str]] = [
+    ("Incidents", "/"),
+    ("On call", "/oncall"),
+]
 UTC_ZONE = ZoneInfo("UTC")
 
 ENVIRONMENT = Environment(

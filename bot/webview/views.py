@@ -11,7 +11,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.orm import Session
@@ -23,7 +24,7 @@ from bot.postmortem import draft
 from bot.postmortem.context import UnknownIncident
 from bot.postmortem.templates import TemplateError, Templates
 from bot.slack.text import plain
-from bot.webview import queries
+from bot.webview import oncall, queries
 from bot.webview.auth import COOKIE, SESSION_LIFETIME, SignInRefused, WebAccess
 from bot.webview.render import (
     Names,
@@ -82,6 +83,7 @@ class WebView:
     config: FileConfig
     clock: Clock
     access: WebAccess
+    calendar_secret: str | None = None  # SLACK_SIGNING_SECRET: signs `/oncall/<name>.ics` links
     _templates: Templates | None = field(default=None, init=False)
 
     @property
@@ -280,6 +282,43 @@ def web_view_blueprint(view: WebView) -> Blueprint:
             )
 
         return signed_in(download)
+
+    # -- /oncall: who is on call now and next, a two-week grid per schedule -------------
+    # (`/oncall/<schedule>.ics`, the calendar feed, is a route of `bot.web`; no clash.)
+
+    @blueprint.get("/oncall")
+    def oncall_page() -> Response:
+        def show(viewer: Viewer) -> Response:
+            now = view.clock()
+            known = list(view.config.schedules)
+            query = oncall.OncallQuery.parse(request.args, known, viewer.zone, now)
+            page = view.page(replace(viewer, zone=query.zone))
+            base_url = view.access.base_url or request.host_url
+            with view.db.session_scope() as session:
+                boards = oncall.boards(
+                    session,
+                    view.config.oncall,
+                    query,
+                    now,
+                    base_url=base_url,
+                    secret=view.calendar_secret,
+                )
+            html = page.render(
+                "oncall.html",
+                title="On call",
+                query=query,
+                boards=boards,
+                known=known,
+                earlier=query.query_string(query.first - timedelta(days=oncall.DAYS)),
+                later=query.query_string(query.first + timedelta(days=oncall.DAYS)),
+                moment=lambda at: oncall.moment_label(at, page.zone),
+                hours=oncall.hours,
+                tones=oncall.tones(view.config.people),
+                names=view.names,
+            )
+            return Response(html, status=400 if query.problems else 200, mimetype="text/html")
+
+        return signed_in(show)
 
     return blueprint
 
