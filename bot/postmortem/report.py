@@ -2,7 +2,8 @@
 severity and service, and the median and 90th percentile of time to acknowledge, mitigate
 and resolve (`bot.postmortem.metrics`, the same rules as the drafts).
 
-Domain code: a session in, plain data out; `bot.cli_report` and `/incident report` render it.
+Domain code: a session in, plain data out; `bot.cli_report`, `/incident report` and the web
+view's `/reports` render it.
 Percentiles are nearest-rank (p90 of 1..10 is 9; of one value, that value); an incident whose
 duration is unknown (never acknowledged, still open) is left out of that duration only.
 An incident's services are its alert groups' services, else the `service:NAME` its pages
@@ -48,6 +49,9 @@ class Month:
     severities: dict[str, int]
     services: dict[str, int]
     durations: dict[str, Spread]  # acknowledge, mitigate, resolve
+    # The same spreads for each severity's incidents of the month (the web view's charts):
+    # {"sev1": {"acknowledge": Spread, ...}}, severities in name order.
+    by_severity: dict[str, dict[str, Spread]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -113,12 +117,14 @@ def build(
         grouped.setdefault(f"{incident.declared_at.astimezone(zone):%Y-%m}", []).append(incident)
     for month, members in sorted(grouped.items()):
         durations: dict[str, list[float]] = {name: [] for name in DURATIONS}
+        per_severity: dict[str, dict[str, list[float]]] = {}
         for incident in members:
             numbers = measure.compute(
                 events.get(incident.id, []),
                 declared_at=incident.declared_at,
                 mitigated_statuses=mitigated_statuses,
             )
+            severity = per_severity.setdefault(incident.severity, {name: [] for name in DURATIONS})
             for name, value in zip(
                 DURATIONS,
                 (numbers.time_to_acknowledge, numbers.time_to_mitigate, numbers.time_to_resolve),
@@ -126,6 +132,7 @@ def build(
             ):
                 if value is not None:
                     durations[name].append(value.total_seconds())
+                    severity[name].append(value.total_seconds())
         service_counts: Counter[str] = Counter()
         for incident in members:
             service_counts.update(services.get(incident.id) or [NO_SERVICE])
@@ -136,6 +143,10 @@ def build(
                 severities=dict(sorted(Counter(i.severity for i in members).items())),
                 services=dict(sorted(service_counts.items())),
                 durations={name: spread(values) for name, values in durations.items()},
+                by_severity={
+                    severity: {name: spread(values) for name, values in lists.items()}
+                    for severity, lists in sorted(per_severity.items())
+                },
             )
         )
     return report

@@ -29,7 +29,12 @@ from bot.timeline import TimelineEvent
 from bot.webview.queries import Fact
 
 # (label, path) of each page in the navigation bar, in order.
-NAV: list[tuple[str, str]] = [("Incidents", "/")]
+NAV: list[tuple[str, str]] = [
+    ("Incidents", "/"),
+    # -- /pages and /reports (bot/webview/pages.py, reports.py) --
+    ("Pages", "/pages"),
+    ("Reports", "/reports"),
+]
 UTC_ZONE = ZoneInfo("UTC")
 
 ENVIRONMENT = Environment(
