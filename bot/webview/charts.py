@@ -39,14 +39,17 @@ def nice_ceiling(value: float) -> float:
     return float(10 * power)  # pragma: no cover  (the loop always returns)
 
 
-def ticks(top: float, count: int = 4) -> list[float]:
-    """Evenly spaced axis values from 0 to `top`."""
+def ticks(top: float) -> list[float]:
+    """Axis values from 0 to `top` (a `nice_ceiling`) at round steps: 0, 5, 10, 15, 20;
+    0, 1, 2, 3, 4, 5; 0, 0.5, 1, 1.5, 2, 2.5."""
+    mantissa = top / 10 ** math.floor(math.log10(top))
+    count = 4 if abs(mantissa - 2) < 1e-9 else 5
     return [top * index / count for index in range(count + 1)]
 
 
 def number(value: float) -> str:
-    """An axis or bar figure: whole numbers without decimals, others to one place."""
-    return f"{value:.0f}" if abs(value - round(value)) < 1e-9 else f"{value:.1f}"
+    """An axis or bar figure: `20`, `7.5`, `0.25` (at most two decimals)."""
+    return f"{value:.2f}".rstrip("0").rstrip(".") or "0"
 
 
 def _shorten(label: str) -> str:
@@ -139,7 +142,7 @@ def grouped_bars(
     """
     drawn = layout_grouped(groups, series, values)
     legend, legend_height = _legend(series, drawn.left, 8, drawn.plot_width)
-    plot_top = legend_height + 20  # the plot starts below the legend
+    plot_top = legend_height + 28  # below the legend and the unit
     plot_bottom = plot_top + drawn.plot_height
     right = drawn.left + drawn.plot_width
     body: list[Markup] = [legend, Markup('<g class="axis">')]
@@ -162,10 +165,9 @@ def grouped_bars(
         )
     if unit:
         body.append(
-            Markup(
-                '<text class="unit" x="{x}" y="{y}" text-anchor="end" font-size="{font}">'
-                "{unit}</text>"
-            ).format(x=_f(drawn.left - 6), y=_f(plot_top - 6), font=FONT - 1, unit=unit)
+            Markup('<text class="unit" x="{x}" y="{y}" font-size="{font}">{unit}</text>').format(
+                x=4, y=_f(plot_top - 12), font=FONT - 1, unit=unit
+            )
         )
     body.append(Markup("</g>"))
     for index, group in enumerate(groups):
@@ -225,7 +227,8 @@ class GroupedLayout:
     bars: list[Bar]
 
 
-PLOT_HEIGHT = 180.0
+PLOT_HEIGHT = 180.0  # the vertical bars' plot
+HORIZONTAL_PLOT = 240.0  # the horizontal bars' longest possible bar
 
 
 def layout_grouped(
@@ -264,7 +267,7 @@ def horizontal_bars(
     each is `value / top` of the plot's width."""
     label_width = max((len(_shorten(label)) for label, _ in items), default=4) * CHAR + 12
     value_width = max((len(number(value)) for _, value in items), default=1) * CHAR + 10
-    plot_width = 300.0
+    plot_width = HORIZONTAL_PLOT
     row = 24.0
     top = nice_ceiling(max((value for _, value in items), default=0.0))
     body: list[Markup] = [Markup('<g class="bars">')]
