@@ -47,14 +47,14 @@ def clock(firebreak: Firebreak) -> Clock:
     return clock
 
 
-def rendered_bars(browser: Any, chart_id: str)  # noqa: F811 -> dict[tuple[str, str], tuple[float, str]]:
+def rendered_bars(window: Any, chart_id: str) -> dict[tuple[str, str], tuple[float, str]]:
     """Each bar of a chart as the browser drew it: its height on screen and its fill."""
     from selenium.webdriver.common.by import By
 
     found = {}
-    for bar in browser.find_elements(By.CSS_SELECTOR, f"#{chart_id} rect.bar"):
-        height = browser.execute_script("return arguments[0].getBoundingClientRect().height", bar)
-        fill = browser.execute_script("return getComputedStyle(arguments[0]).fill", bar)
+    for bar in window.find_elements(By.CSS_SELECTOR, f"#{chart_id} rect.bar"):
+        height = window.execute_script("return arguments[0].getBoundingClientRect().height", bar)
+        fill = window.execute_script("return getComputedStyle(arguments[0]).fill", bar)
         found[(bar.get_attribute("data-group"), bar.get_attribute("data-series"))] = (
             float(height),
             str(fill),
