@@ -19,6 +19,7 @@ from werkzeug.test import Client
 
 from bot.app import Firebreak
 from bot.sandbox import SlackSandbox
+from bot.webview import pages
 from tests.test_alerts import (  # noqa: F401  (fixtures: alert routes, the payments policy)
     Monitoring,
     am_alert,
@@ -172,6 +173,13 @@ def test_acknowledged_exhausted_and_resolved_pages_each_say_where_they_stand(
     resolved = html[html.index('id="recently-resolved"') :]
     assert "P-3" in resolved and "Old news" in resolved
     assert "by carol" in text_of(resolved) and "never" in text_of(resolved)
+    # A day later it has left the list; the open ones are still there.
+    clock.advance(hours=24)
+    signed = web.get(path_of(firebreak.web_access.link("U0ALICE", "alice")))  # after 12 h
+    assert signed.status_code == 303
+    later = get(web)
+    assert "No page was resolved in the last 24 hours." in later
+    assert "Old news" not in later and 'id="P-1"' in later and 'id="P-2"' in later
 
 
 def test_each_attempt_is_listed_with_its_outcome_and_error(
@@ -255,21 +263,55 @@ def counted_queries(firebreak: Firebreak) -> Iterator[list[str]]:  # noqa: F811
 
 def test_the_board_reads_a_fixed_number_of_queries_however_many_pages(
     firebreak: Firebreak,  # noqa: F811
+    monitoring: Monitoring,  # noqa: F811
     clock: Clock,
     web: Client,
 ) -> None:
-    def page_count(pages: int) -> int:
+    # One page from an alert, with its alert group and incident; more added below.
+    monitoring.alertmanager(am_payload(am_alert("HighLatency")))
+
+    def board_queries(pages: int, listed: int) -> list[str]:
         for number in range(pages):
             firebreak.pager.page(
                 target="policy:payments", message=f"page {number}", created_by="U0BOB"
             )
+        firebreak.pager.resolve(2, by="U0ALICE")  # a resolved one too (once)
         clock.advance(seconds=1)
         with counted_queries(firebreak) as statements:
             html = get(web)
-        assert html.count('class="card page-card') >= pages
-        return len([s for s in statements if s.lstrip().upper().startswith("SELECT")])
+        assert html.count('class="card page-card') == listed
+        assert '<a href="/incidents/INC-1">INC-1</a>' in html
+        return [s for s in statements if s.lstrip().upper().startswith("SELECT")]
 
-    few = page_count(2)
-    many = page_count(12)
-    assert few == many, (few, many)
-    assert many <= 9  # the session, the pages, a count, resolved ones, then four IN queries
+    few = board_queries(2, listed=2)  # the alert's page and P-3 (P-2 is resolved)
+    many = board_queries(12, listed=14)
+    assert len(few) == len(many) == 8, many
+    # the session; the open pages, a count by state, the resolved ones; then one IN query
+    # each for notifications, timeline facts, alert groups and incidents
+    assert "web_sessions" in many[0] and "GROUP BY" in many[2]
+    assert [
+        table
+        for table in ("page_notifications", "timeline_events", "alert_groups", "incidents")
+        if any(f"FROM {table}" in s for s in many[4:])
+    ] == [
+        "page_notifications",
+        "timeline_events",
+        "alert_groups",
+        "incidents",
+    ]
+
+
+def test_a_storm_of_open_pages_is_counted_and_the_newest_are_listed(
+    firebreak: Firebreak,  # noqa: F811
+    clock: Clock,
+    web: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pages, "MAX_OPEN", 2)  # 200 in production: three pages show the rule
+    for number in range(3):
+        firebreak.pager.page(target="user:bob", message=f"storm {number}", created_by="U0ALICE")
+        clock.advance(seconds=1)
+    html = get(web)
+    assert "3 open pages: 3 escalating" in text_of(html)
+    assert "1 more open page not listed: the newest 2 are shown." in text_of(html)
+    assert 'id="P-3"' in html and 'id="P-2"' in html and 'id="P-1"' not in html

@@ -126,6 +126,33 @@ def test_horizontal_bar_widths_are_proportional_and_labels_are_escaped() -> None
     assert all("style" not in element.attrib for element in root.iter())
 
 
+def test_a_chart_of_many_months_keeps_its_size_to_scroll_sideways() -> None:
+    months = [f"2024-{month:02d}" for month in range(1, 13)] + ["2025-01", "2025-02"]
+    values = {(month, severity): 1.0 for month in months for severity in ("sev1", "sev2", "sev3")}
+    wide = parsed(
+        charts.grouped_bars(
+            chart_id="w",
+            title="t",
+            desc="d",
+            groups=months,
+            series=["sev1", "sev2", "sev3"],
+            values=values,
+        )
+    )
+    assert wide.get("class") == "chart wide" and float(wide.get("width", "0")) > charts.WIDE
+    narrow = parsed(
+        charts.grouped_bars(
+            chart_id="n",
+            title="t",
+            desc="d",
+            groups=months[:3],
+            series=["sev1"],
+            values={(months[0], "sev1"): 1.0},
+        )
+    )
+    assert narrow.get("class") == "chart"
+
+
 def test_nice_ceilings_and_units() -> None:
     assert [charts.nice_ceiling(v) for v in (0, 0.3, 1, 3, 7, 12, 26, 180, 999)] == [
         1,
