@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -66,6 +67,16 @@ class Report:
         return sum(month.incidents for month in self.months)
 
 
+@dataclass(frozen=True, slots=True)
+class _Event:
+    """What `metrics.compute` reads of a timeline event."""
+
+    kind: str
+    actor: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
 def percentile(values: Sequence[float], fraction: float) -> float | None:
     """Nearest-rank percentile of `values` (None when empty)."""
     if not values:
@@ -103,14 +114,21 @@ def build(
     if not incidents:
         return report
     ids = [incident.id for incident in incidents]
-    events: dict[int, list[TimelineEvent]] = {}
-    for event in session.scalars(
-        select(TimelineEvent)
+    # Plain rows, not ORM objects: the metrics read four fields of each, and a year of
+    # incidents has tens of thousands of events.
+    events: dict[int, list[_Event]] = {}
+    for incident_id, kind, actor, occurred_at, data in session.execute(
+        select(
+            TimelineEvent.incident_id,
+            TimelineEvent.kind,
+            TimelineEvent.actor,
+            TimelineEvent.occurred_at,
+            TimelineEvent.data,
+        )
         .where(TimelineEvent.incident_id.in_(ids))
         .order_by(TimelineEvent.occurred_at, TimelineEvent.id)
     ):
-        assert event.incident_id is not None
-        events.setdefault(event.incident_id, []).append(event)
+        events.setdefault(incident_id, []).append(_Event(kind, actor, occurred_at, data))
     services = _services(session, ids)
     grouped: dict[str, list[Incident]] = {}
     for incident in incidents:
