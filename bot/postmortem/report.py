@@ -2,7 +2,8 @@
 severity and service, and the median and 90th percentile of time to acknowledge, mitigate
 and resolve (`bot.postmortem.metrics`, the same rules as the drafts).
 
-Domain code: a session in, plain data out; `bot.cli_report` and `/incident report` render it.
+Domain code: a session in, plain data out; `bot.cli_report`, `/incident report` and the web
+view's `/reports` render it.
 Percentiles are nearest-rank (p90 of 1..10 is 9; of one value, that value); an incident whose
 duration is unknown (never acknowledged, still open) is left out of that duration only.
 An incident's services are its alert groups' services, else the `service:NAME` its pages
@@ -17,6 +18,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -48,6 +50,9 @@ class Month:
     severities: dict[str, int]
     services: dict[str, int]
     durations: dict[str, Spread]  # acknowledge, mitigate, resolve
+    # The same spreads for each severity's incidents of the month (the web view's charts):
+    # {"sev1": {"acknowledge": Spread, ...}}, severities in name order.
+    by_severity: dict[str, dict[str, Spread]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,16 @@ class Report:
     @property
     def incidents(self) -> int:
         return sum(month.incidents for month in self.months)
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    """What `metrics.compute` reads of a timeline event."""
+
+    kind: str
+    actor: str
+    occurred_at: datetime
+    data: dict[str, Any]
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:
@@ -99,26 +114,35 @@ def build(
     if not incidents:
         return report
     ids = [incident.id for incident in incidents]
-    events: dict[int, list[TimelineEvent]] = {}
-    for event in session.scalars(
-        select(TimelineEvent)
+    # Plain rows, not ORM objects: the metrics read four fields of each, and a year of
+    # incidents has tens of thousands of events.
+    events: dict[int, list[_Event]] = {}
+    for incident_id, kind, actor, occurred_at, data in session.execute(
+        select(
+            TimelineEvent.incident_id,
+            TimelineEvent.kind,
+            TimelineEvent.actor,
+            TimelineEvent.occurred_at,
+            TimelineEvent.data,
+        )
         .where(TimelineEvent.incident_id.in_(ids))
         .order_by(TimelineEvent.occurred_at, TimelineEvent.id)
     ):
-        assert event.incident_id is not None
-        events.setdefault(event.incident_id, []).append(event)
+        events.setdefault(incident_id, []).append(_Event(kind, actor, occurred_at, data))
     services = _services(session, ids)
     grouped: dict[str, list[Incident]] = {}
     for incident in incidents:
         grouped.setdefault(f"{incident.declared_at.astimezone(zone):%Y-%m}", []).append(incident)
     for month, members in sorted(grouped.items()):
         durations: dict[str, list[float]] = {name: [] for name in DURATIONS}
+        per_severity: dict[str, dict[str, list[float]]] = {}
         for incident in members:
             numbers = measure.compute(
                 events.get(incident.id, []),
                 declared_at=incident.declared_at,
                 mitigated_statuses=mitigated_statuses,
             )
+            severity = per_severity.setdefault(incident.severity, {name: [] for name in DURATIONS})
             for name, value in zip(
                 DURATIONS,
                 (numbers.time_to_acknowledge, numbers.time_to_mitigate, numbers.time_to_resolve),
@@ -126,6 +150,7 @@ def build(
             ):
                 if value is not None:
                     durations[name].append(value.total_seconds())
+                    severity[name].append(value.total_seconds())
         service_counts: Counter[str] = Counter()
         for incident in members:
             service_counts.update(services.get(incident.id) or [NO_SERVICE])
@@ -136,6 +161,10 @@ def build(
                 severities=dict(sorted(Counter(i.severity for i in members).items())),
                 services=dict(sorted(service_counts.items())),
                 durations={name: spread(values) for name, values in durations.items()},
+                by_severity={
+                    severity: {name: spread(values) for name, values in lists.items()}
+                    for severity, lists in sorted(per_severity.items())
+                },
             )
         )
     return report

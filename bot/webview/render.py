@@ -32,6 +32,8 @@ from bot.webview.queries import Fact
 NAV: list[tuple[str, str]] = [
     ("Incidents", "/"),
     ("On call", "/oncall"),
+    ("Pages", "/pages"),
+    ("Reports", "/reports"),
 ]
 UTC_ZONE = ZoneInfo("UTC")
 

@@ -24,7 +24,7 @@ from bot.postmortem import draft
 from bot.postmortem.context import UnknownIncident
 from bot.postmortem.templates import TemplateError, Templates
 from bot.slack.text import plain
-from bot.webview import oncall, queries
+from bot.webview import oncall, pages, queries, reports
 from bot.webview.auth import COOKIE, SESSION_LIFETIME, SignInRefused, WebAccess
 from bot.webview.render import (
     Names,
@@ -317,6 +317,61 @@ def web_view_blueprint(view: WebView) -> Blueprint:
                 names=view.names,
             )
             return Response(html, status=400 if query.problems else 200, mimetype="text/html")
+
+        return signed_in(show)
+
+    # -- /pages and /reports (bot/webview/pages.py, bot/webview/reports.py) ---------------
+
+    @blueprint.get("/pages")
+    def pages_board() -> Response:
+        """Open pages and where each stands in its escalation; pages resolved lately."""
+
+        def show(viewer: Viewer) -> Response:
+            page = view.page(viewer)
+            services = {
+                name: service.escalation_policy for name, service in view.config.services.items()
+            }
+            with view.db.session_scope() as session:
+                board = pages.board(session, now=page.now, services=services)
+                html = page.render(
+                    "pages.html",
+                    title="Pages",
+                    board=board,
+                    names=view.names,
+                    when_next=pages.when_next,
+                    recent_hours=int(pages.RECENT.total_seconds() // 3600),
+                )
+            return Response(html, mimetype="text/html")
+
+        return signed_in(show)
+
+    @blueprint.get("/reports")
+    def reports_page() -> Response:
+        """`firebreak report`'s numbers as charts drawn on the server, with their tables."""
+
+        def show(viewer: Viewer) -> Response:
+            page = view.page(viewer)
+            section = view.config.postmortem
+            period, problems = reports.Period.parse(request.args, page.now, section.zone)
+            with view.db.session_scope() as session:
+                report = reports.build(
+                    session,
+                    period,
+                    now=page.now,
+                    zone=section.zone,
+                    mitigated_statuses=section.mitigated_statuses,
+                    severity_order=list(view.config.incidents.severities),
+                )
+            html = page.render(
+                "reports.html",
+                title="Reports",
+                report=report,
+                period=period,
+                problems=problems,
+                choices=reports.MONTH_CHOICES,
+                team_zone=section.timezone,
+            )
+            return Response(html, status=400 if problems else 200, mimetype="text/html")
 
         return signed_in(show)
 
