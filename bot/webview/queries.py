@@ -230,7 +230,7 @@ _FACT_COLUMNS = (
 class IncidentDetail:
     incident: Incident
     roles: list[tuple[str, str]]
-    events: list[Fact]
+    event_ids: list[int]  # the timeline, in order; its lines come from `bot.webview.lines`
     alerts: list[tuple[AlertGroup, list[StoredAlert]]]
     pages: list[tuple[Page, list[PageNotification]]]
     runs: list[tuple[RunbookRun, list[RunbookRunHost]]]
@@ -239,7 +239,7 @@ class IncidentDetail:
 
     @property
     def last_event_id(self) -> int:
-        return max((event.id for event in self.events), default=0)
+        return max(self.event_ids, default=0)
 
 
 def incident_detail(session: Session, incident_id: int, roles: list[str]) -> IncidentDetail | None:
@@ -253,16 +253,11 @@ def incident_detail(session: Session, incident_id: int, roles: list[str]) -> Inc
     held = sorted(
         ((row.role, row.user_id) for row in assigned), key=lambda pair: order.get(pair[0], 99)
     )
-    events = list(
-        map(
-            Fact._make,
-            session.connection()
-            .execute(  # Core rows: no ORM loading for 10,000
-                select(*_FACT_COLUMNS)
-                .where(TimelineEvent.incident_id == incident_id)
-                .order_by(TimelineEvent.occurred_at, TimelineEvent.id)
-            )
-            .all(),
+    event_ids = list(
+        session.scalars(
+            select(TimelineEvent.id)
+            .where(TimelineEvent.incident_id == incident_id)
+            .order_by(TimelineEvent.occurred_at, TimelineEvent.id)
         )
     )
     groups = list(
@@ -321,7 +316,7 @@ def incident_detail(session: Session, incident_id: int, roles: list[str]) -> Inc
     return IncidentDetail(
         incident=incident,
         roles=held,
-        events=events,
+        event_ids=event_ids,
         alerts=[(group, alerts_by_group[group.id]) for group in groups],
         pages=[(page, notifications[page.id]) for page in pages],
         runs=[(run, hosts[run.id]) for run in runs],
@@ -352,3 +347,20 @@ def events_after(session: Session, incident_id: int, after: int) -> tuple[list[F
         )
     )
     return events, resolved[0] is None
+
+
+# Ids in one `IN (...)`: well inside SQLite's and PostgreSQL's limits on parameters.
+IDS_PER_QUERY = 1000
+
+
+def events_by_id(session: Session, event_ids: list[int]) -> list[Fact]:
+    """These events (the timeline lines `bot.webview.lines` has not made yet), as Core rows:
+    no ORM loading for 10,000 of them."""
+    facts: list[Fact] = []
+    for start in range(0, len(event_ids), IDS_PER_QUERY):
+        chunk = event_ids[start : start + IDS_PER_QUERY]
+        rows = session.connection().execute(
+            select(*_FACT_COLUMNS).where(TimelineEvent.id.in_(chunk))
+        )
+        facts.extend(map(Fact._make, rows.all()))
+    return facts

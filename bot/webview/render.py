@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markdown_it import MarkdownIt
-from markupsafe import Markup
 
 from bot import sentences
 from bot.people import Person
@@ -222,17 +221,6 @@ class Page:
             )
             for fact in facts
         ]
-
-    # ---- the timeline as HTML (the web view's speed work, issue #12) ----
-
-    @staticmethod
-    def timeline_html(rows: list[TimelineRow]) -> Markup:
-        """The timeline's `<li>` lines, every value escaped here (`timeline_item`).
-
-        The one loop in the view that runs 10,000 times: in the template it cost five
-        autoescape calls per line (each a new `Markup` object), more than reading and
-        wording the events together; built here it is one f-string per line."""
-        return Markup("\n".join(map(timeline_item, rows)))  # noqa: S704 - escaped in there
 
     def render(self, template: str, **context: Any) -> str:
         return ENVIRONMENT.get_template(template).render(
