@@ -10,7 +10,7 @@ id), and a view reads only the incident's event ids in order, then the full rows
 events it has no line for yet: the first view of an incident pays for every line, later
 views (and each new event) only for what is new.
 
-Bounded: at most `LIMIT` lines (least recently shown dropped first), about 300 bytes each,
+Bounded: at most `LIMIT` lines (least recently shown dropped first), about 500 bytes each,
 so the process's memory stays flat however many incidents are viewed.
 """
 
@@ -27,7 +27,7 @@ from bot.sentences import Style
 from bot.webview import queries
 from bot.webview.render import Page, timeline_item
 
-# Lines kept: every line of two 10,000-event incidents in two zones, about 12 MB.
+# Lines kept: a 10,000-event incident in four zones, about 20 MB (500 bytes a line).
 LIMIT = 40_000
 
 
