@@ -337,7 +337,7 @@ def events_after(session: Session, incident_id: int, after: int) -> tuple[list[F
         map(
             Fact._make,
             session.connection()
-            .execute(  # Core rows: no ORM loading for 10,000
+            .execute(  # Core rows, as `events_by_id`
                 select(*_FACT_COLUMNS)
                 .where(TimelineEvent.incident_id == incident_id, TimelineEvent.id > after)
                 .order_by(TimelineEvent.id)

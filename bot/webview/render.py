@@ -4,8 +4,8 @@ Every value a template prints is escaped (`autoescape=True`, for every template 
 nothing here marks user text safe unescaped: timeline sentences are plain text
 (`event_text`). HTML is produced outside a template in two places: the postmortem draft,
 rendered by markdown-it with raw HTML in the source disabled, and the timeline's lines
-(`timeline_item`), where every value is escaped as autoescape would (`escape_text`), because a template loop
-over an incident's 10,000 events was the slowest part of its page.
+(`timeline_item`), where every value is escaped as autoescape would (`escape_text`):
+a template loop over an incident's 10,000 events was the slowest part of its page.
 
 `Page.render(template, **context)` renders a page for one viewer: times in their zone,
 the navigation (`NAV`), the sandbox banner. A new page adds itself to `NAV`.
