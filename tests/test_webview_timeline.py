@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 from markupsafe import escape
 from werkzeug.test import Client
 
+from bot import timeline
 from bot.app import Firebreak
 from bot.webview.lines import LIMIT, TimelineLines
+from bot.webview.queries import IDS_PER_QUERY
 from bot.webview.render import TimelineRow, escape_text, local_time, timeline_item
 from bot.webview.views import WebView, web_view_blueprint
 from tests.conftest import Slack
@@ -126,3 +128,42 @@ def test_kept_lines_are_bounded_and_the_page_stays_whole(
     assert pages[0] == pages[1]
     notes = [line for line in timeline_of(pages[1]) if "added a note: number" in line]
     assert [note.split("number ")[1][0] for note in notes] == ["0", "1", "2", "3", "4", "5"]
+
+
+def test_a_long_timeline_is_whole_when_read_at_once_and_in_pieces(
+    firebreak: Firebreak, slack: Slack, general: str
+) -> None:
+    """More lines to make than one `IN (...)` takes: the whole timeline is read at once;
+    then the few new ones by id. Either way every event is on the page, in order."""
+    firebreak.web_access.base_url = BASE
+    declare(slack, general, "checkout errors")
+    start = firebreak.clock()
+    with firebreak.db.session_scope() as session:
+        for number in range(IDS_PER_QUERY + 100):
+            timeline.record(
+                session,
+                "note_added",
+                now=start + timedelta(seconds=number),
+                actor="U0BOB",
+                incident_id=1,
+                data={"text": f"bulk {number} <@U0ALICE|alice>"},
+                flush=False,
+            )
+    app, view = viewer_app(firebreak)
+    alice = browser(firebreak, app, "U0ALICE", "alice")
+    lines = timeline_of(alice.get("/incidents/INC-1").get_data(as_text=True))
+    assert len(view.lines) == len(lines)
+    bulk = [line for line in lines if "bob added a note: bulk " in line]
+    assert [line.split("bulk ")[1].split(" ")[0] for line in bulk] == [
+        str(number) for number in range(IDS_PER_QUERY + 100)
+    ]
+    assert "bulk 0 @alice</span>" in bulk[0]
+    later = start + timedelta(hours=1)  # after the last bulk note
+    firebreak.clock.use(lambda: later)
+    slack.run("note one more", channel=incident_channel(firebreak))
+    again = alice.get("/incidents/INC-1").get_data(as_text=True)
+    assert timeline_of(again)[: len(lines)] == lines
+    assert "added a note: one more" in timeline_of(again)[-1]
+    fresh_app, _ = viewer_app(firebreak)
+    fresh = browser(firebreak, fresh_app, "U0ALICE", "alice")
+    assert fresh.get("/incidents/INC-1").get_data(as_text=True) == again

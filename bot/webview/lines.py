@@ -42,9 +42,11 @@ class TimelineLines:
     def __len__(self) -> int:
         return len(self._lines)
 
-    def html(self, session: Session, event_ids: Sequence[int], page: Page, style: Style) -> Markup:
-        """The `<li>` lines of these events, in this order, for `page`'s reader; lines not
-        kept yet are made from the events' rows (read here) and kept."""
+    def html(
+        self, session: Session, incident_id: int, event_ids: Sequence[int], page: Page, style: Style
+    ) -> Markup:
+        """The `<li>` lines of these events of the incident, in this order, for `page`'s
+        reader; lines not kept yet are made from the events' rows (read here) and kept."""
         zone = page.zone.key
         with self._lock:
             lines = [self._shown((zone, event_id)) for event_id in event_ids]
@@ -52,7 +54,7 @@ class TimelineLines:
         if missing:
             made = {
                 row.id: timeline_item(row)
-                for row in page.timeline(queries.events_by_id(session, missing), style)
+                for row in page.timeline(queries.events_by_id(session, incident_id, missing), style)
             }
             lines = [
                 line or made.get(event_id, "")

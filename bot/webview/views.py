@@ -190,7 +190,9 @@ def web_view_blueprint(view: WebView) -> Blueprint:
                         "missing.html", title="No such incident", reference=reference[:40]
                     )
                     return Response(html, status=404, mimetype="text/html")
-                timeline = view.lines.html(session, detail.event_ids, page, text_style(view.names))
+                timeline = view.lines.html(
+                    session, detail.incident.id, detail.event_ids, page, text_style(view.names)
+                )
                 html = page.render(
                     "incident.html",
                     title=f"{detail.incident.reference}: {plain(detail.incident.title)}",
