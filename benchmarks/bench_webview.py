@@ -707,6 +707,20 @@ class Result:
                 )
         return markdown_table(["database", "baseline", "ms"], rows)
 
+    def memory_text(self) -> str:
+        rises = "; ".join(
+            f"{run.backend}: {fmt(run.rss_mb[-2] - run.rss_mb[0])} MB, then "
+            f"{fmt(run.rss_growth_last_quarter)} MB"
+            for run in self.runs
+        )
+        return (
+            "Memory: the RSS after the warm-up already holds the kept timeline lines (the "
+            "first views and the warm-up made them). Over the first three quarters it rose, "
+            f"then the last quarter added next to nothing ({rises}): the allocator keeping "
+            "memory freed after the 2.4 MB answers until it has enough, not something kept "
+            "per request (that would grow every quarter alike)."
+        )
+
     def first_views_text(self) -> str:
         views = "; ".join(
             f"{run.backend}: "
@@ -811,6 +825,8 @@ Latency under that load includes waiting for a CPU; the server's CPU time per re
 the figure that load does not inflate much.
 
 {self.first_views_text()}
+
+{self.memory_text()}
 
 {SPEED_NOTES}
 """
