@@ -93,8 +93,9 @@ STATUSES = ("investigating", "identified", "monitoring")
 FILTERED = "/?status=resolved&severity=sev2&q=checkout&page=3"
 SPEED_NOTES = """\
 Before the changes below (commit 882f7e2, this benchmark with `--requests 100` on SQLite,
-2026-11-21 17:12 UTC, same machine and load): the incident page p50 506.9 ms, p99
-1,340.6 ms, 384.2 ms of server CPU a view; the list pages as now. What made it fast
+2026-11-21 17:31 UTC, right after the run above, load average 0.74 at its start): the
+incident page p50 293.8 ms, p99 484.1 ms, 330.4 ms of server CPU a view; the list pages
+and the poll within a few ms of the figures above. What made the incident page fast
 (profiles: cProfile in process and py-spy on the server, SQLite, 10,000 events):
 
 - The timeline's template loop was the largest part (five autoescape calls per line, each
