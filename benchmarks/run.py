@@ -24,6 +24,7 @@ from benchmarks import (
     bench_schedule,
     bench_slack_ack,
     bench_socket_ack,
+    bench_webview,
 )
 from benchmarks.harness import REPORT_PATH
 
@@ -43,6 +44,7 @@ BENCHMARKS: dict[str, tuple[Callable[[Sequence[str]], int], list[str]]] = {
     bench_postmortem.KEY: (bench_postmortem.main, []),
     bench_runbooks.KEY: (bench_runbooks.main, []),
     bench_socket_ack.KEY: (bench_socket_ack.main, []),
+    bench_webview.KEY: (bench_webview.main, BOTH),
 }
 
 _SECTION = re.compile(

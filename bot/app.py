@@ -152,22 +152,23 @@ def build(settings: Settings) -> Firebreak:
     notifiers = build_notifiers(settings.file, client, os.environ)
     oncall_config = settings.file.oncall
     slack_outbox = SlackOutbox(db, client, channels, clock)
+    # Sign-in links are signed with a key derived from the signing secret (the bot token
+    # where Slack reaches Firebreak without one).
+    link_secret = (env.slack_signing_secret or env.slack_bot_token).get_secret_value()
+    web_access = WebAccess(db, link_secret, clock, env.base_url)
     jobs = JobRunner(
         db,
         oncall_config,
         notifiers,
         clock,
         SlackAnnouncer(client, settings.file, slack_outbox),
-        reconcilers=[slack_outbox.reconcile],
+        # The web view's ended sign-ins and sessions go with a reconcile pass, when due.
+        reconcilers=[slack_outbox.reconcile, web_access.purge_if_due],
         reminders=SlackReminders(db, settings.file, slack_outbox, clock).run,
         runbook_stale_after=settings.file.runbooks.interrupted_after,
     )
     pager = Pager(db, oncall_config, jobs, clock)
     runbook_runner = RunbookRunner(settings, db, client, clock)
-    # Sign-in links are signed with a key derived from the signing secret (the bot token
-    # where Slack reaches Firebreak without one).
-    link_secret = (env.slack_signing_secret or env.slack_bot_token).get_secret_value()
-    web_access = WebAccess(db, link_secret, clock, env.base_url)
     ctx = ListenerContext(
         config=settings.file,
         db=db,

@@ -8,6 +8,9 @@ every job is derived from database state, so nothing is lost when a leader dies.
 - one delivery job per notification retry, at its next attempt;
 - reconcile, every few seconds: recreates any job the rows call for (a page triggered on
   another replica, a job a dead leader held) and runs whatever is overdue, once;
+  the passes of other layers run with it (the Slack outbox's unsent posts; the web view's
+  sign-in links and sessions that ended a day ago, purged at most every 10 minutes:
+  `bot.webview.auth.WebAccess.purge_if_due`);
 - hand-offs, every minute;
 - runbook runs, every few seconds: approvals past their deadline expire, and runs whose
   executor stopped beating (its process died mid-run) are marked interrupted

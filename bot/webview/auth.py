@@ -6,7 +6,8 @@ under a key derived from SLACK_SIGNING_SECRET, so a link cannot be forged or alt
 works once (redeeming marks its nonce used in the same statement that checks it was not) and
 for 10 minutes. Redeeming it opens a session of 12 hours: a random cookie value whose
 SHA-256 is stored, so the database holds nothing a browser could present. `revoke` ends a
-person's sessions and voids their unused links.
+person's sessions and voids their unused links. Rows that ended a day ago are deleted
+(`purge`, run from the scheduler leader's reconcile pass), so the tables do not grow forever.
 
 No Flask here: the blueprint (`bot.webview.views`), `/incident web` and the CLI share this.
 """
@@ -18,13 +19,15 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 from urllib.parse import quote
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, or_, select, update
 
 from bot.clock import Clock
 from bot.db import Database
@@ -35,6 +38,12 @@ SESSION_LIFETIME = timedelta(hours=12)
 COOKIE = "firebreak_session"
 MAX_TOKEN = 1024  # a real token is about 250 characters
 ASK_AGAIN = "Ask for a new one with /incident web in Slack."
+# Links and sessions that ended (expired, used up or revoked) are deleted this long after,
+# by the scheduler leader's reconcile pass at most every PURGE_EVERY (`purge_if_due`).
+PURGE_AFTER = timedelta(days=1)
+PURGE_EVERY = timedelta(minutes=10)
+
+log = logging.getLogger(__name__)
 
 
 class SignInRefused(Exception):
@@ -88,6 +97,8 @@ class WebAccess:
         self.clock = clock
         self.base_url = base_url.rstrip("/") if base_url else None
         self.open_on_loopback = False
+        self._purge_lock = threading.Lock()
+        self._next_purge: datetime | None = None
         self._key = hmac.new(secret.encode(), b"firebreak web view sign-in", "sha256").digest()
 
     def _sign(self, payload: str) -> str:
@@ -220,3 +231,43 @@ class WebAccess:
                 .values(used_at=now)
             )
         return int(ended or 0)
+
+    # -- purging old rows (issue #12) ------------------------------------------------------
+
+    def purge(self, now: datetime | None = None) -> tuple[int, int]:
+        """Delete sign-in links that expired, and sessions that ended (expired or revoked),
+        more than PURGE_AFTER ago; returns how many (links, sessions). Live sessions and
+        links are never touched: every row deleted has been unusable for a day."""
+        cutoff = (now or self.clock()) - PURGE_AFTER
+        with self.db.session_scope() as session:
+            links = cast(
+                CursorResult[Any],
+                session.execute(delete(WebSignIn).where(WebSignIn.expires_at < cutoff)),
+            ).rowcount
+            sessions = cast(
+                CursorResult[Any],
+                session.execute(
+                    delete(WebSession).where(
+                        or_(WebSession.expires_at < cutoff, WebSession.revoked_at < cutoff)
+                    )
+                ),
+            ).rowcount
+        return int(links or 0), int(sessions or 0)
+
+    def purge_if_due(self) -> tuple[int, int] | None:
+        """`purge`, at most once every PURGE_EVERY in this process; None when not due. The
+        scheduler leader's reconcile pass calls it (every few seconds), so old rows go
+        without a job of their own."""
+        now = self.clock()
+        with self._purge_lock:
+            if self._next_purge is not None and now < self._next_purge:
+                return None
+            self._next_purge = now + PURGE_EVERY
+        purged = self.purge(now)
+        if any(purged):
+            log.info(
+                "purged %d web sign-in links and %d web sessions that ended before %s",
+                *purged,
+                now - PURGE_AFTER,
+            )
+        return purged

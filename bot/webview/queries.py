@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, exists, func, or_, select
@@ -201,10 +201,10 @@ def parse_reference(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-@dataclass(frozen=True, slots=True)
-class Fact:
+class Fact(NamedTuple):
     """A timeline event as a plain row: what a sentence reads, no ORM object to track (an
-    incident can have 10,000)."""
+    incident can have 10,000). A tuple made straight from the result row (`Fact._make`):
+    a frozen dataclass's `__init__` cost more than reading the row."""
 
     id: int
     kind: str
@@ -230,7 +230,7 @@ _FACT_COLUMNS = (
 class IncidentDetail:
     incident: Incident
     roles: list[tuple[str, str]]
-    events: list[Fact]
+    event_ids: list[int]  # the timeline, in order; its lines come from `bot.webview.lines`
     alerts: list[tuple[AlertGroup, list[StoredAlert]]]
     pages: list[tuple[Page, list[PageNotification]]]
     runs: list[tuple[RunbookRun, list[RunbookRunHost]]]
@@ -239,7 +239,7 @@ class IncidentDetail:
 
     @property
     def last_event_id(self) -> int:
-        return max((event.id for event in self.events), default=0)
+        return max(self.event_ids, default=0)
 
 
 def incident_detail(session: Session, incident_id: int, roles: list[str]) -> IncidentDetail | None:
@@ -253,14 +253,13 @@ def incident_detail(session: Session, incident_id: int, roles: list[str]) -> Inc
     held = sorted(
         ((row.role, row.user_id) for row in assigned), key=lambda pair: order.get(pair[0], 99)
     )
-    events = [
-        Fact(*row)
-        for row in session.execute(
-            select(*_FACT_COLUMNS)
+    event_ids = list(
+        session.scalars(
+            select(TimelineEvent.id)
             .where(TimelineEvent.incident_id == incident_id)
             .order_by(TimelineEvent.occurred_at, TimelineEvent.id)
         )
-    ]
+    )
     groups = list(
         session.scalars(
             select(AlertGroup)
@@ -317,7 +316,7 @@ def incident_detail(session: Session, incident_id: int, roles: list[str]) -> Inc
     return IncidentDetail(
         incident=incident,
         roles=held,
-        events=events,
+        event_ids=event_ids,
         alerts=[(group, alerts_by_group[group.id]) for group in groups],
         pages=[(page, notifications[page.id]) for page in pages],
         runs=[(run, hosts[run.id]) for run in runs],
@@ -334,13 +333,34 @@ def events_after(session: Session, incident_id: int, after: int) -> tuple[list[F
     ).first()
     if resolved is None:
         return [], None
-    events = [
-        Fact(*row)
-        for row in session.execute(
-            select(*_FACT_COLUMNS)
-            .where(TimelineEvent.incident_id == incident_id, TimelineEvent.id > after)
-            .order_by(TimelineEvent.id)
-            .limit(EVENTS_PER_POLL)
+    events = list(
+        map(
+            Fact._make,
+            session.connection()
+            .execute(  # Core rows, as `events_by_id`
+                select(*_FACT_COLUMNS)
+                .where(TimelineEvent.incident_id == incident_id, TimelineEvent.id > after)
+                .order_by(TimelineEvent.id)
+                .limit(EVENTS_PER_POLL)
+            )
+            .all(),
         )
-    ]
+    )
     return events, resolved[0] is None
+
+
+# Ids in one `IN (...)`: well inside SQLite's and PostgreSQL's limits on parameters. More
+# than this, and the incident's whole timeline is read instead (one query, no parameters).
+IDS_PER_QUERY = 1000
+
+
+def events_by_id(session: Session, incident_id: int, event_ids: list[int]) -> list[Fact]:
+    """These events of the incident (the timeline lines `bot.webview.lines` has not made
+    yet), in no particular order, as Core rows: no ORM loading for 10,000 of them."""
+    columns = select(*_FACT_COLUMNS)
+    if len(event_ids) > IDS_PER_QUERY:
+        wanted = set(event_ids)
+        rows = session.connection().execute(columns.where(TimelineEvent.incident_id == incident_id))
+        return [fact for fact in map(Fact._make, rows.all()) if fact.id in wanted]
+    rows = session.connection().execute(columns.where(TimelineEvent.id.in_(event_ids)))
+    return list(map(Fact._make, rows.all()))

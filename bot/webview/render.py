@@ -1,9 +1,11 @@
 """Rendering for the web view: one autoescaping Jinja environment and `Page`.
 
 Every value a template prints is escaped (`autoescape=True`, for every template name), and
-nothing here marks user text safe: timeline sentences are plain text (`event_text`) that
-the template escapes like any other. The one HTML produced outside a template is the
-postmortem draft, rendered by markdown-it with raw HTML in the source disabled.
+nothing here marks user text safe unescaped: timeline sentences are plain text
+(`event_text`). HTML is produced outside a template in two places: the postmortem draft,
+rendered by markdown-it with raw HTML in the source disabled, and the timeline's lines
+(`timeline_item`), where every value is escaped as autoescape would (`escape_text`):
+a template loop over an incident's 10,000 events was the slowest part of its page.
 
 `Page.render(template, **context)` renders a page for one viewer: times in their zone,
 the navigation (`NAV`), the sandbox banner. A new page adds itself to `NAV`.
@@ -94,6 +96,8 @@ def text_style(names: Names) -> Style:
     cache: dict[str, str] = {}
 
     def text(value: str) -> str:
+        if "<" not in value and "&" not in value:  # nothing `plain` would change
+            return value
         shown = cache.get(value)
         if shown is None:
             shown = cache[value] = plain(value)
@@ -120,6 +124,43 @@ class TimelineRow:
     iso: str
     when: str
     text: str
+
+
+def local_time(moment: datetime, zone: ZoneInfo) -> str:
+    """`2026-11-21 15:04:05 CET`: what `strftime("%Y-%m-%d %H:%M:%S %Z")` gives, in half
+    the time (it is called once per timeline line)."""
+    local = moment.astimezone(zone)
+    return "%04d-%02d-%02d %02d:%02d:%02d %s" % (  # noqa: UP031 (faster than f-strings here)
+        local.year,
+        local.month,
+        local.day,
+        local.hour,
+        local.minute,
+        local.second,
+        local.tzname(),
+    )
+
+
+def timeline_item(row: TimelineRow) -> str:
+    """One timeline line as HTML, the same markup `static/timeline.js` appends, every
+    value escaped (`escape_text`)."""
+    return (
+        f'<li class="event kind-{escape_text(row.kind)}" data-id="{row.id:d}">'
+        f'<time datetime="{escape_text(row.iso)}">{escape_text(row.when)}</time> '
+        f"<span>{escape_text(row.text)}</span></li>"
+    )
+
+
+def escape_text(text: str) -> str:
+    """`text` escaped as autoescape escapes it (markupsafe: `&<>"'`, the same entities),
+    without making a `Markup` object per value."""
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&#34;")
+        .replace("'", "&#39;")
+    )
 
 
 def markdown_html(source: str) -> str:
@@ -180,7 +221,7 @@ class Page:
                 fact.id,
                 fact.kind,
                 fact.occurred_at.isoformat(),
-                fact.occurred_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z"),
+                local_time(fact.occurred_at, zone),
                 event_text(fact, style),
             )
             for fact in facts

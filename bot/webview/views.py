@@ -26,6 +26,7 @@ from bot.postmortem.templates import TemplateError, Templates
 from bot.slack.text import plain
 from bot.webview import oncall, pages, queries, reports
 from bot.webview.auth import COOKIE, SESSION_LIFETIME, SignInRefused, WebAccess
+from bot.webview.lines import TimelineLines
 from bot.webview.render import (
     Names,
     Page,
@@ -85,6 +86,8 @@ class WebView:
     access: WebAccess
     calendar_secret: str | None = None  # SLACK_SIGNING_SECRET: signs `/oncall/<name>.ics` links
     _templates: Templates | None = field(default=None, init=False)
+    # Incident pages' timeline lines, each made once (`bot.webview.lines`).
+    lines: TimelineLines = field(default_factory=TimelineLines, init=False)
 
     @property
     def names(self) -> Names:
@@ -189,7 +192,9 @@ def web_view_blueprint(view: WebView) -> Blueprint:
                         "missing.html", title="No such incident", reference=reference[:40]
                     )
                     return Response(html, status=404, mimetype="text/html")
-                timeline = page.timeline(detail.events, text_style(view.names))
+                timeline = view.lines.html(
+                    session, detail.incident.id, detail.event_ids, page, text_style(view.names)
+                )
                 html = page.render(
                     "incident.html",
                     title=f"{detail.incident.reference}: {plain(detail.incident.title)}",
