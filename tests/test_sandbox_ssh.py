@@ -23,7 +23,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from bot.runbooks.transport import AuthFailed, HostKeyRejected
+from bot.runbooks.transport import AuthFailed, CommandResult, HostKeyRejected
 from bot.sandbox.ssh_server import SandboxSshServer, new_ed25519_key, write_new_identity
 from integrations.ssh import SshConnection, SshTransport, load_identity
 from tests.conftest import wait_for
@@ -160,14 +160,37 @@ def test_stop_kills_running_commands(tmp_path: Path) -> None:
     connection = SshTransport.from_environment(server.environment()).connect(
         server.host(), timeout=10
     )
-    done = threading.Event()
-    threading.Thread(
-        target=lambda: (run(connection, _sleeper(marker), timeout=600), done.set()), daemon=True
-    ).start()
-    wait_for(lambda: processes_with(marker), timeout=30)
+    # Stop once the client has the command's first output: its exec request was answered
+    # and it runs (seeing the process alone is not enough: the answer may still be on its
+    # way, and a stop then is the client's "the host did not start the command").
+    up = threading.Event()
+    outcome: list[CommandResult | BaseException] = []
+
+    def client() -> None:
+        try:
+            outcome.append(
+                connection.run(
+                    _sleeper(marker),
+                    timeout=600,
+                    on_output=lambda stream, data: up.set(),
+                    cancelled=threading.Event(),
+                    max_bytes=1 << 20,
+                )
+            )
+        except BaseException as error:
+            outcome.append(error)
+
+    waiter = threading.Thread(target=client, daemon=True)
+    waiter.start()
+    assert up.wait(30), "the command never printed"
+    assert processes_with(marker)
     server.stop()
     assert processes_with(marker) == []
-    assert done.wait(30)  # and the client learns the command is over
+    waiter.join(30)  # and the client learns the command is over
+    assert len(outcome) == 1
+    result = outcome[0]
+    assert isinstance(result, CommandResult), result
+    assert result.exit_code is None and not result.timed_out
     connection.close()
 
 

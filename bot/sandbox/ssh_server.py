@@ -208,8 +208,7 @@ class _Policy(paramiko.ServerInterface):  # type: ignore[misc]
         return int(paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED)
 
     def check_channel_exec_request(self, channel: Any, command: bytes) -> bool:
-        self.server._execute(channel, command, self.peer)
-        return True
+        return self.server._execute(channel, command, self.peer)
 
 
 # -- the server -------------------------------------------------------------------------
@@ -333,7 +332,10 @@ class SandboxSshServer(LocalSshServer):
             for command in finished:
                 command.kill()  # the connection is gone: so are its commands
 
-    def _execute(self, channel: Any, command: bytes, peer: tuple[str, int]) -> None:
+    def _execute(self, channel: Any, command: bytes, peer: tuple[str, int]) -> bool:
+        """Start `command` for `channel`; False (the exec request refused) once `stop()` has
+        begun. The process starts and is registered under the lock `stop()` takes to list
+        the commands it kills, so none can start unseen between the two."""
         home = os.path.expanduser("~")
         environment = {
             "PATH": DEFAULT_PATH,
@@ -345,7 +347,10 @@ class SandboxSshServer(LocalSshServer):
             "SSH_CONNECTION": f"{peer[0]} {peer[1]} {ADDRESS} {self.port}",
             "SSH_CLIENT": f"{peer[0]} {peer[1]} {self.port}",
         }
-        running = _Command(channel, command, environment, home)
         with self._lock:
+            if self._stopping.is_set():
+                return False
+            running = _Command(channel, command, environment, home)
             self._commands = [c for c in self._commands if c.process.poll() is None]
             self._commands.append(running)
+        return True
