@@ -41,7 +41,8 @@ class OutboxItem(Base):
     __tablename__ = "slack_outbox"
     __table_args__ = (
         Index("ix_slack_outbox_waiting", "status", "next_attempt_at"),
-        Index("ix_slack_outbox_incident", "incident_id", "id"),
+        # "anything earlier of this incident still waiting?" (`claim`) is a seek (0010)
+        Index("ix_slack_outbox_incident_waiting", "incident_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -89,9 +90,16 @@ def enqueue(
     return item.id
 
 
-def claim(session: Session, now: datetime, ids: list[int] | None = None) -> list[Claimed]:
-    """Lease the due items whose incident has nothing earlier still waiting, oldest first."""
-    if ids is not None and not ids:
+def claim(
+    session: Session,
+    now: datetime,
+    ids: list[int] | None = None,
+    *,
+    incidents: list[int] | None = None,
+) -> list[Claimed]:
+    """Lease the due items whose incident has nothing earlier still waiting, oldest first:
+    these `ids`, or the items of these `incidents`, or every one."""
+    if (ids is not None and not ids) or (incidents is not None and not incidents):
         return []  # nothing asked for: no query (a /page outside an incident queues nothing)
     earlier = aliased(OutboxItem)
     blocked = exists().where(
@@ -111,6 +119,8 @@ def claim(session: Session, now: datetime, ids: list[int] | None = None) -> list
     )
     if ids is not None:
         query = query.where(OutboxItem.id.in_(ids))
+    if incidents is not None:
+        query = query.where(OutboxItem.incident_id.in_(incidents))
     claimed = []
     for item in session.scalars(query):
         item.status, item.attempts = "sending", item.attempts + 1
