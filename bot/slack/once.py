@@ -52,7 +52,7 @@ from slack_bolt.middleware import Middleware
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bot.db import Database, describe, unavailable
+from bot.db import Database, describe, unavailable, urgent_writes
 from bot.idempotency import SlackRequest
 from bot.slack import payloads
 
@@ -167,7 +167,10 @@ class Once(Middleware):
             statement: Any = postgresql.insert(SlackRequest).values(values).on_conflict_do_nothing()
         else:
             statement = sqlite.insert(SlackRequest).values(values).on_conflict_do_nothing()
-        with self.db.engine.begin() as connection:
+        # Slack waits on this (3 s, then it tells the person the command failed): on SQLite
+        # it goes ahead of the other writers of this process, such as the posts queued by
+        # the commands acknowledged before it.
+        with urgent_writes(), self.db.engine.begin() as connection:
             inserted = connection.execute(statement.returning(SlackRequest.key)).first()
         return inserted is not None
 
