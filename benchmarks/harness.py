@@ -514,12 +514,14 @@ generated on the same machine. `./run bench` runs them all and rewrites this who
 `./run bench NAME` rewrites one section and keeps the others, so check each section's own
 "measured on" and "code" lines.
 
-Absolute numbers on a 2-CPU shared machine move between runs by tens of percent, and on a
-bad day by an order of magnitude (commit 76b2a06's Slack ack p99 was 22.6 ms one morning and
-367.7 ms that afternoon on the same machine, unchanged code). So every
-headline figure stands next to a baseline measured in the same run on the same machine (a
-bare WSGI endpoint on the same server settings, plain ssh, Ansible, a plain template
-render, ...), and the ratio between them is the number to compare across runs.
+Absolute numbers on a 2-CPU shared machine move between runs by tens of percent, and by
+several times when other work shares the CPUs (the paging burst's p99 at the same commit:
+1.3-1.4 s at load average 9-13, 0.03-0.7 s at load 1-2). So every headline figure stands
+next to a baseline measured in the same run on the same machine (a bare WSGI endpoint on
+the same server settings, plain ssh, Ansible, a plain template render, ...), each section
+gives the load average it ran under, and the ratio is the number to compare across runs.
+A section is only as recent as its own "measured on" and "code" lines: compare those
+before blaming the machine for a change.
 
 Run all: `./run bench` · one: `./run bench <name>` (names: `./run bench --list`)
 """
