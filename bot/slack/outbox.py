@@ -47,9 +47,11 @@ PERMANENT = frozenset(
     }
 )
 GRACE = timedelta(seconds=2)  # a just-due item is being sent by its maker
-# How long one `deliver` goes on sending what queued up behind its own items; the rest is
-# the next sender's, or the leader's reconcile pass's.
+# How long one `deliver` goes on starting sends (its own items, then what queued up behind
+# them); the rest is the next sender's, or the leader's reconcile pass's. The pass itself
+# stops sooner: it runs every 5 s and has escalations and setups to look after too.
 FOLLOW_FOR = 30.0
+RECONCILE_BUDGET = 3.0
 MAX_ROUNDS = 10_000  # a bound, never reached: each round sends at least one item
 SETUP_RETRY = timedelta(seconds=30)  # how often reconcile retries an unfinished setup
 # A setup younger than this is left to whoever declared the incident: it is still running
@@ -112,10 +114,10 @@ class SlackOutbox:
         self._setup_tries: dict[int, datetime] = {}
         self._setup_lock = threading.Lock()
 
-    def deliver(self, ids: list[int] | None = None) -> Delivery:
+    def deliver(self, ids: list[int] | None = None, *, budget: float = FOLLOW_FOR) -> Delivery:
         """Send these items (or every due one), in order per incident, until none is left
         that can go now; then go on with whatever became due behind them in the incidents
-        they belong to (for at most `FOLLOW_FOR`).
+        they belong to. No new round starts after `budget` seconds.
 
         Only one item of an incident is out at a time, so when many are queued at once (a
         burst of notes in one channel) most makers find theirs waiting behind another's.
@@ -126,11 +128,11 @@ class SlackOutbox:
             return Delivery(0, 0)  # nothing queued: no transaction
         sent = 0
         followed: set[int] = set()  # incidents this call sent an item of
-        until = time.monotonic() + FOLLOW_FOR
+        until = time.monotonic() + budget
         for _ in range(MAX_ROUNDS):  # each round unblocks the next item of each incident
             with self.db.session_scope() as session:
                 claimed = outbox.claim(session, self.clock(), ids)
-                if not claimed and followed and time.monotonic() < until:
+                if not claimed and followed:
                     claimed = outbox.claim(session, self.clock(), incidents=sorted(followed))
             if not claimed:
                 break
@@ -139,6 +141,8 @@ class SlackOutbox:
                 sent += done
                 if done and item.incident_id is not None:
                     followed.add(item.incident_id)
+            if time.monotonic() >= until:
+                break
         if ids is None:
             return Delivery(sent, 0)
         with self.db.session_scope() as session:
@@ -230,7 +234,7 @@ class SlackOutbox:
             if due:
                 # The safety net's sends let this process's requests write first (SQLite).
                 with background_writes():
-                    self.deliver(due)
+                    self.deliver(due, budget=RECONCILE_BUDGET)
         except Exception as error:
             if not unavailable(error):
                 raise
