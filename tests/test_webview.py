@@ -329,6 +329,8 @@ def test_the_events_endpoint_returns_what_came_after(
     later = web.get(f"/incidents/INC-1/events?after={last}").get_json()["events"]
     assert [event["text"] for event in later] == ["alice added a note: looking at the database"]
     assert web.get("/incidents/INC-1/events?after=x").status_code == 400
+    for digits in ("%C2%B2", "%EF%BC%93", "%00", "9" * 19):  # ², a fullwidth 3, NUL, too long
+        assert web.get(f"/incidents/INC-1/events?after={digits}").status_code == 400
     assert web.get("/incidents/INC-77/events").status_code == 404
 
 
@@ -370,6 +372,11 @@ def test_bad_filters_are_explained(firebreak: Firebreak, web: Client) -> None:
     assert "from &#39;yesterday&#39; is not a date; give it like 2026-11-21" in page
     assert "page &#39;0&#39; is not a page number from 1 to 200" in page
     assert "status &#39;sleeping&#39; is not one of: open, resolved" in page
+    # Digits other than ASCII's (int("²") fails; a fullwidth 3 is not a page number either)
+    for digits in ("%C2%B2", "%EF%BC%93", "%00", "9" * 400):
+        response = web.get(f"/?page={digits}")
+        assert response.status_code == 400
+        assert "is not a page number from 1 to 200" in response.get_data(as_text=True)
 
 
 def test_an_unknown_incident_is_a_clear_404(firebreak: Firebreak, web: Client) -> None:

@@ -202,6 +202,11 @@ def test_nice_ceilings_and_units() -> None:
         ),
         ({"months": "six"}, "2025-11", "2026-04", "months 'six' is not a number of months"),
         ({"months": "37"}, "2025-11", "2026-04", "from 1 to 36"),
+        ({"months": "²"}, "2025-11", "2026-04", "is not a number of months"),  # int() fails
+        ({"months": "\uff13"}, "2025-11", "2026-04", "is not a number of months"),  # fullwidth
+        ({"months": "\x00"}, "2025-11", "2026-04", "is not a number of months"),
+        ({"months": "9" * 400}, "2025-11", "2026-04", "from 1 to 36"),
+        ({"from": "2026-0\x00"}, "2025-11", "2026-04", "is not a month"),
         ({"from": "2026-13"}, "2025-11", "2026-04", "from '2026-13' is not a month; give it like"),
         ({"from": "march"}, "2025-11", "2026-04", "from 'march' is not a month"),
         ({"from": "2026-03", "to": "2026-01"}, "2025-11", "2026-04", "is after to '2026-01'"),

@@ -177,7 +177,8 @@ class SlackOutbox:
             header = (failure.response.headers or {}).get("Retry-After") or (
                 failure.response.headers or {}
             ).get("retry-after")
-            retry_after = float(header) if header and str(header).isdigit() else None
+            seconds = str(header or "")
+            retry_after = float(seconds) if seconds.isascii() and seconds.isdigit() else None
         except (OSError, SlackRequestError) as failure:  # the upload URL failed: retried
             error = slack_error(failure) if isinstance(failure, OSError) else str(failure)
         except alerts.ChannelNotReady as failure:  # the setup is still running: retried

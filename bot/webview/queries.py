@@ -74,7 +74,10 @@ class ListFilters:
         page = 1
         page_text = args.get("page", "").strip()
         if page_text:
-            if not page_text.isdigit() or not 1 <= int(page_text) <= MAX_PAGE:
+            if (
+                not (page_text.isascii() and page_text.isdigit())
+                or not 1 <= int(page_text) <= MAX_PAGE
+            ):
                 problems.append(
                     f"page {page_text[:12]!r} is not a page number from 1 to {MAX_PAGE}; "
                     "for older incidents, filter by date"

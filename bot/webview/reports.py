@@ -106,7 +106,10 @@ class Period:
                 return default, problems
             return cls(first, last, None), problems
         if months_text:
-            if not months_text.isdigit() or not 1 <= int(months_text) <= MAX_MONTHS:
+            if (
+                not (months_text.isascii() and months_text.isdigit())
+                or not 1 <= int(months_text) <= MAX_MONTHS
+            ):
                 problems.append(
                     f"months {months_text[:12]!r} is not a number of months from 1 to "
                     f"{MAX_MONTHS}; give one like months=6"

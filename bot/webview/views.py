@@ -244,7 +244,7 @@ def web_view_blueprint(view: WebView) -> Blueprint:
             return jsonify(error="not signed in; open a sign-in link from /incident web"), 401
         incident_id = queries.parse_reference(reference)
         after_text = request.args.get("after", "0")
-        if not after_text.isdigit() or len(after_text) > 18:
+        if not (after_text.isascii() and after_text.isdigit()) or len(after_text) > 18:
             return jsonify(error="after must be an event id (a whole number)"), 400
         if incident_id is None:
             return jsonify(error=f"{reference[:40]!r} is not an incident like INC-7"), 404
