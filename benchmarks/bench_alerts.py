@@ -86,6 +86,7 @@ from benchmarks.harness import (
     LoadRun,
     MachineFacts,
     Section,
+    add_database_urls,
     code_state,
     fmt,
     keep_alive_transport,
@@ -1645,13 +1646,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--page-only", action="store_true", help="the route pages only (no incident per group)"
     )
-    p.add_argument(
-        "--database-url",
-        action="append",
-        dest="databases",
-        metavar="URL",
-        help="`sqlite` (default) or a PostgreSQL URL to create a fresh database in; repeatable",
-    )
+    add_database_urls(p)
     p.add_argument(
         "--timeout", type=float, default=d.timeout, help="seconds to wait for the page DMs"
     )

@@ -60,6 +60,7 @@ from benchmarks.harness import (
     LoadRun,
     MachineFacts,
     Section,
+    add_database_urls,
     fmt,
     http_text,
     markdown_table,
@@ -874,13 +875,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=d.wait, help="seconds each step waits")
     p.add_argument("--concurrency", type=int, default=d.concurrency, help="/page sender threads")
     p.add_argument("--threads", type=int, default=d.threads, help="server HTTP threads")
-    p.add_argument(
-        "--database-url",
-        action="append",
-        dest="databases",
-        metavar="URL",
-        help="`sqlite` (default) or a PostgreSQL URL to create a fresh database in; repeatable",
-    )
+    add_database_urls(p)
     p.add_argument(
         "--timeout", type=float, default=d.timeout, help="seconds to wait for exhaustion"
     )

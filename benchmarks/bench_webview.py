@@ -62,6 +62,7 @@ from benchmarks.harness import (
     LatencyStats,
     MachineFacts,
     Section,
+    add_database_urls,
     code_state,
     fmt,
     markdown_table,
@@ -853,13 +854,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=d.events, help="facts of the long timeline")
     p.add_argument("--requests", type=int, default=d.requests, help="timed requests per page")
     p.add_argument("--threads", type=int, default=d.threads, help="server HTTP threads")
-    p.add_argument(
-        "--database-url",
-        action="append",
-        dest="databases",
-        metavar="URL",
-        help="`sqlite` (default) or a PostgreSQL URL to create a fresh database in; repeatable",
-    )
+    add_database_urls(p)
     p.add_argument("--no-report", action="store_true", help="print only; leave REPORT.md alone")
     return p
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import http.client
@@ -68,6 +69,18 @@ class MachineFacts:
 
 # --------------------------------------------------------------------------------------
 # Statistics
+
+
+def add_database_urls(parser: argparse.ArgumentParser) -> None:
+    """`--database-url URL` (repeatable, into `databases`): the databases a benchmark runs
+    on, each a fresh one."""
+    parser.add_argument(
+        "--database-url",
+        action="append",
+        dest="databases",
+        metavar="URL",
+        help="`sqlite` (default) or a PostgreSQL URL to create a fresh database in; repeatable",
+    )
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
