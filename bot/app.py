@@ -15,7 +15,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot import logs
+from bot import logs, priority
 from bot.clock import Clock
 from bot.config import ConfigError, Settings
 from bot.db import Database
@@ -219,6 +219,8 @@ def build(settings: Settings) -> Firebreak:
     )
     view = WebView(db, settings.file, clock, web_access, calendar_secret=calendar_secret)
     app.web.register_blueprint(web_view_blueprint(view))
+    # Requests are foreground while served: background work waits for them (bot.priority).
+    app.web.wsgi_app = priority.ServingRequests(app.web.wsgi_app)  # type: ignore[method-assign]
     # A request id per request, bound to its log lines and echoed in X-Request-Id.
     app.web.wsgi_app = logs.RequestIds(app.web.wsgi_app)  # type: ignore[method-assign]
     return app

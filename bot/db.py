@@ -10,7 +10,9 @@ Inside one process they queue in order (`WriteQueue`), page notifications first
 (`urgent_writes`) and Slack bookkeeping after requests (`background_writes`), instead of in
 SQLite's busy handler, which sleeps and retries, so a
 newer transaction overtook an older one and an alert storm left some webhooks, and the
-pages behind them, waiting seconds (see benchmarks/REPORT.md).
+pages behind them, waiting seconds (see benchmarks/REPORT.md). On PostgreSQL, where
+transactions run side by side, an urgent or normal transaction counts as foreground and a
+background one yields to the foreground before it begins (`bot.priority`).
 
 When the database fails under a unit of work (a connection terminated, the server restarting
 or unreachable): `unavailable(error)` tells that apart from a bug, and `watch_writes()` tells
@@ -39,6 +41,12 @@ from sqlalchemy import JSON, DateTime, Engine, create_engine, event, exc
 from sqlalchemy.engine import Dialect, ExceptionContext, make_url
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from bot import priority
+from bot.priority import BACKGROUND, NORMAL
+from bot.priority import URGENT as URGENT  # re-exported: the write queue's levels
+from bot.priority import background_writes as background_writes
+from bot.priority import urgent_writes as urgent_writes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -194,33 +202,6 @@ def _wrote_on_execute(state: ORMExecuteState) -> None:
         state.session.info[_WROTE] = True
 
 
-URGENT, NORMAL, BACKGROUND = 0, 1, 2  # WriteQueue priorities, served lowest first
-_urgency = threading.local()
-
-
-@contextmanager
-def _priority(level: int) -> Iterator[None]:
-    before = getattr(_urgency, "level", NORMAL)
-    _urgency.level = level
-    try:
-        yield
-    finally:
-        _urgency.level = before
-
-
-def urgent_writes() -> Any:
-    """Transactions this thread begins in the block go ahead of the other writers waiting
-    in this process (SQLite): for work a person is waiting on, such as a page's DM."""
-    return _priority(URGENT)
-
-
-def background_writes() -> Any:
-    """Transactions this thread begins in the block let requests waiting in this process
-    (SQLite) go first, for at most `WriteQueue.patience` seconds each: for work nobody
-    waits on, such as editing a Slack summary after an alert webhook was answered."""
-    return _priority(BACKGROUND)
-
-
 class WriteQueue:
     """SQLite's writers of this process, served one at a time in order of arrival (urgent
     ones first). Order only: SQLite's own lock still guarantees one writer, and a writer
@@ -320,7 +301,7 @@ def _queue_sqlite_writers(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection: Any) -> None:
         holder = raw(connection.connection)
-        queue.acquire(holder, level=getattr(_urgency, "level", NORMAL))
+        queue.acquire(holder, level=priority.level())
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
@@ -335,7 +316,59 @@ def _queue_sqlite_writers(engine: Engine) -> None:
     event.listen(engine, "checkin", gone)
 
 
-def make_engine(url: str) -> Engine:
+def _track_foreground(engine: Engine, foreground: priority.Foreground) -> None:
+    """PostgreSQL: an urgent or normal thread's transaction counts as foreground from its
+    BEGIN until its COMMIT or ROLLBACK has returned (or its connection is closed or
+    invalidated); a background thread's transaction first yields to the foreground
+    (`bot.priority`). SQLite's `WriteQueue` does the same ordering for its writers."""
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+    holders: set[int] = set()  # id() of the DBAPI connections whose transaction counts
+    guard = threading.Lock()
+
+    def raw(connection: Any) -> Any:
+        return getattr(connection, "dbapi_connection", None) or connection
+
+    def ended(dbapi_connection: Any, *_args: Any) -> None:
+        with guard:
+            if id(dbapi_connection) not in holders:
+                return
+            holders.discard(id(dbapi_connection))
+        foreground.leave()
+
+    def do_commit(connection: Any) -> None:
+        try:
+            commit(connection)
+        finally:
+            ended(raw(connection))
+
+    def do_rollback(connection: Any) -> None:
+        try:
+            rollback(connection)
+        finally:
+            ended(raw(connection))
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        if priority.level() == BACKGROUND:
+            priority.yield_to_foreground(foreground)
+            return
+        key = id(raw(connection.connection))
+        with guard:
+            if key in holders:
+                return
+            holders.add(key)
+        foreground.enter()
+
+    event.listen(engine, "close", ended)
+    event.listen(engine, "invalidate", ended)
+    event.listen(engine, "checkin", ended)
+
+
+def make_engine(url: str, *, foreground: priority.Foreground | None = None) -> Engine:
     url = normalise_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -360,6 +393,7 @@ def make_engine(url: str) -> Engine:
         url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args=connect_args
     )
     event.listen(engine, "handle_error", _gone_means_gone)
+    _track_foreground(engine, foreground or priority.FOREGROUND)
     return engine
 
 
@@ -392,9 +426,11 @@ def _gone_means_gone(context: ExceptionContext) -> None:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, foreground: priority.Foreground | None = None) -> None:
+        """`foreground`: what this database's PostgreSQL transactions count in and yield to
+        (`bot.priority`); the process's own by default."""
         self.url = normalise_url(url)
-        self.engine = make_engine(self.url)
+        self.engine = make_engine(self.url, foreground=foreground)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self._sessions, "after_flush", _wrote_on_flush)
         event.listen(self._sessions, "do_orm_execute", _wrote_on_execute)

@@ -53,6 +53,7 @@ from slack_sdk.web import SlackResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, SessionTransaction
 
+from bot import priority
 from bot.db import Database
 from bot.incidents.models import Incident
 from bot.oncall.models import OPEN_STATES, Page
@@ -474,7 +475,8 @@ class MeasuredWebClient(WebClient):
     """slack_sdk's `WebClient`, counting each call, its failure and its retries by method.
 
     `api_call` is the one door every Web API method goes through; retries happen inside it
-    (its retry handlers), and are counted by wrapping those handlers."""
+    (its retry handlers), and are counted by wrapping those handlers. It is also where
+    background work yields to requests before each call (`bot.priority`)."""
 
     def __init__(self, *args: Any, metrics: Metrics, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -483,6 +485,7 @@ class MeasuredWebClient(WebClient):
 
     def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:
         method = word(api_method)
+        priority.yield_to_foreground()  # background work lets requests go first
         self.metrics.slack_api_calls.labels(method).inc()
         started = time.perf_counter()
         try:

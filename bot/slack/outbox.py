@@ -244,7 +244,9 @@ class SlackOutbox:
                 where(error),
                 describe(error),
             )
-        self.finish_setups()
+        # The safety net's setups, too, let requests go first (bot.priority).
+        with background_writes():
+            self.finish_setups()
 
     def finish_setups(self) -> None:
         """Run the setup of every open incident that was left half done (a Slack outage, a
