@@ -46,13 +46,13 @@ from bot.sandbox.openssh import (
     fingerprint_of,
     known_hosts_line,
     launch_sshd,
+    prepare_privsep,
     read_log,
     sshd_config,
     stop_sshd,
 )
 from bot.sandbox.openssh import free_port as _free_port
 
-PRIVSEP_DIRECTORY = Path("/run/sshd")  # needed when sshd runs as root
 READY_TIMEOUT = 15.0  # seconds for a started sshd to answer with its banner
 START_ATTEMPTS = 5  # a free port can be taken between our probe and sshd's bind
 INSTALL_HINT = "install the Debian package openssh-server (apt-get install openssh-server)"
@@ -210,11 +210,6 @@ def _wait_ready(server: SshServer) -> bool:
         ) from None
 
 
-def _prepare_privsep() -> None:
-    if os.geteuid() == 0 and not PRIVSEP_DIRECTORY.is_dir():
-        PRIVSEP_DIRECTORY.mkdir(mode=0o755, parents=True, exist_ok=True)
-
-
 def require_sshd() -> None:
     if not os.access(SSHD, os.X_OK):
         raise SshdMissing(f"{SSHD} not found: {INSTALL_HINT}")
@@ -283,7 +278,7 @@ class Fleet(Sequence[SshServer]):
 def start_servers(directory: Path, authorized_keys: Path, names: Sequence[str]) -> list[SshServer]:
     """Start one sshd per name (all launched first, then each awaited) and return them ready."""
     require_sshd()
-    _prepare_privsep()
+    prepare_privsep()
     launched: list[SshServer] = []
     try:
         pending = [_launch(directory, name, authorized_keys) for name in names]

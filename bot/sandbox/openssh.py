@@ -205,12 +205,26 @@ def sshd_config(
     return "\n".join(lines) + "\n"
 
 
+PRIVSEP_DIRECTORY = Path("/run/sshd")
+"""OpenSSH's privilege separation directory, which sshd started as root requires. /run is
+emptied at every boot, and only the system's own sshd service (systemd-tmpfiles or its init
+script) creates it again: on a machine that never started that service, root's sshd would
+refuse to start ("Missing privilege separation directory")."""
+
+
+def prepare_privsep() -> None:
+    """Create `PRIVSEP_DIRECTORY` when running as root and it is missing."""
+    if os.geteuid() == 0 and not PRIVSEP_DIRECTORY.is_dir():
+        PRIVSEP_DIRECTORY.mkdir(mode=0o755, parents=True, exist_ok=True)
+
+
 def launch_sshd(directory: Path, config: str, *, sshd: Path = SSHD) -> subprocess.Popen[bytes]:
     """Write `config` to `directory`/sshd_config and start `sshd -D -e` on it in its own
     process group (`stop_sshd` signals the group), its output appended to
     `directory`/sshd.log. Where util-linux's `setpriv` exists, the kernel stops sshd when
     the thread that started it goes away: start it from a thread that lives as long as it
     should (the main thread)."""
+    prepare_privsep()
     path = directory / "sshd_config"
     path.write_text(config)
     with (directory / "sshd.log").open("ab") as output:
