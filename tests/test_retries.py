@@ -576,11 +576,14 @@ def test_one_open_incident_per_person_and_title_but_again_after_it_is_resolved(
     with firebreak.db.session_scope() as session:
         service.resolve(session, service.get(session, 1), "", actor="U0ALICE", now=now)
     after_resolving = declare("Checkout down", "k4")
+    # The first request retried: its own (resolved) incident, not the newer open twin.
+    first_retried = declare("Checkout down", "k1")
     counted = {
         "first": first,
         "same title again": later,
         "another person": other_person,
         "after resolving": after_resolving,
+        "first request retried": first_retried,
     }
     report("service.declare: same title, case and spacing; other person; after resolve", counted)
     assert counted == {
@@ -588,6 +591,7 @@ def test_one_open_incident_per_person_and_title_but_again_after_it_is_resolved(
         "same title again": (1, False),
         "another person": (2, True),
         "after resolving": (3, True),
+        "first request retried": (1, False),
     }
 
 

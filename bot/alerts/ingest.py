@@ -104,6 +104,7 @@ def ingest(session: Session, policy: Policy, batch: Batch, *, now: datetime) -> 
     if batch.action == "acknowledge":
         return _acknowledge(session, batch, now)
     result = Ingested()
+    inserted = False  # the group's row was inserted by this transaction: it holds no alerts
     group = _open_group(session, batch.source, batch.group_key)
     if group is None:
         group = _repeated_resolution(session, batch)
@@ -115,14 +116,16 @@ def ingest(session: Session, policy: Policy, batch: Batch, *, now: datetime) -> 
         group = _new_group(session, batch, matched, now, state=OPEN if firing else RESOLVED)
         if group is None:  # a twin request opened it first; its row is locked from here
             group = _open_group(session, batch.source, batch.group_key)
-        elif group.state == OPEN:
-            result.group_created = True
-            if matched is not None:
-                _page_and_declare(session, policy, batch, group, matched[1], now, result)
+        else:
+            inserted = True
+            if group.state == OPEN:
+                result.group_created = True
+                if matched is not None:
+                    _page_and_declare(session, policy, batch, group, matched[1], now, result)
     assert group is not None, "a group that was just found open cannot vanish under its lock"
     result.group_id, result.route, result.incident_id = group.id, group.route, group.incident_id
     group.last_seen_at = now
-    _store_all(session, group, batch, now, result)
+    _store_all(session, group, batch, now, result, inserted=inserted)
     if group.state == OPEN and result.resolved and not _still_firing(session, group):
         _resolve_group(session, policy, batch, group, now, result)
     return result
@@ -231,6 +234,39 @@ def _page_and_declare(
         group.suppressed = result.suppressed = True
         result.storm = _storm_notice(session, group, route, now)
         return
+    incident_id = _declare(session, policy, batch, group, route, now, result)
+    try:
+        triggered = paging.trigger(
+            session,
+            policy.oncall,
+            target=Target("service", group.service),
+            message=_page_message(batch),
+            created_by=batch.source,
+            now=now,
+            incident_id=incident_id,
+            dedup_key=f"alert-group:{group.id}",
+            details=page_details(batch),
+        )
+    except PagingError as error:  # a service whose policy went away: stored, logged
+        log.error("alert group %s: nobody paged: %s", group.id, error)
+        group.incident_id = incident_id
+        return
+    # Set together, after the page: one UPDATE of the group's row at the next flush, where
+    # setting the incident first had the page's flushes send an UPDATE of its own.
+    group.incident_id, group.page_id = incident_id, triggered.page.id
+    result.triggered = triggered
+
+
+def _declare(
+    session: Session,
+    policy: Policy,
+    batch: Batch,
+    group: AlertGroup,
+    route: AlertRoute,
+    now: datetime,
+    result: Ingested,
+) -> int | None:
+    """The group's incident, where its route opens one: its id (None if not)."""
     if route.incident is not None and route.incident.open:
         try:
             declaration = incidents.declare(
@@ -246,26 +282,10 @@ def _page_and_declare(
         except IncidentError as error:  # e.g. a severity removed from the config since
             log.warning("alert group %s: no incident opened: %s", group.id, error)
         else:
-            group.incident_id = declaration.incident.id
             result.incident_id = declaration.incident.id
             result.incident_created = declaration.created
-    try:
-        triggered = paging.trigger(
-            session,
-            policy.oncall,
-            target=Target("service", group.service),
-            message=_page_message(batch),
-            created_by=batch.source,
-            now=now,
-            incident_id=group.incident_id,
-            dedup_key=f"alert-group:{group.id}",
-            details=page_details(batch),
-        )
-    except PagingError as error:  # a service whose policy went away: stored, logged
-        log.error("alert group %s: nobody paged: %s", group.id, error)
-        return
-    group.page_id = triggered.page.id
-    result.triggered = triggered
+            return declaration.incident.id
+    return None
 
 
 def _over_limit(session: Session, group: AlertGroup, route: AlertRoute, now: datetime) -> bool:
@@ -344,7 +364,13 @@ def _description(batch: Batch) -> str:
 
 
 def _store_all(
-    session: Session, group: AlertGroup, batch: Batch, now: datetime, result: Ingested
+    session: Session,
+    group: AlertGroup,
+    batch: Batch,
+    now: datetime,
+    result: Ingested,
+    *,
+    inserted: bool = False,
 ) -> None:
     """Insert, update or resolve the batch's alert rows (the group is locked: no race here).
 
@@ -355,23 +381,30 @@ def _store_all(
     object per alert and per fact was most of a webhook's time under a storm; on PostgreSQL
     they take the rows as arrays, one short statement whatever the batch's size
     (`bot.alerts.bulk`). The rows that change (repeats, resolutions) stay ORM objects,
-    flushed with the transaction.
+    flushed with the transaction. A group this transaction `inserted` holds no rows yet:
+    nothing is looked up.
     """
     fingerprints = [alert.fingerprint for alert in batch.alerts]
-    firing = {
-        row.fingerprint: row
-        for row in session.scalars(
-            select(StoredAlert).where(
-                StoredAlert.group_id == group.id,
-                StoredAlert.status == FIRING,
-                StoredAlert.fingerprint.in_(fingerprints),
+    firing = (
+        {}
+        if inserted
+        else {
+            row.fingerprint: row
+            for row in session.scalars(
+                select(StoredAlert).where(
+                    StoredAlert.group_id == group.id,
+                    StoredAlert.status == FIRING,
+                    StoredAlert.fingerprint.in_(fingerprints),
+                )
             )
-        )
-    }
+        }
+    )
     unseen = [
         a.fingerprint for a in batch.alerts if a.status != FIRING and a.fingerprint not in firing
     ]
-    resolved_before = _resolved_fingerprints(session, group, unseen) if unseen else set()
+    resolved_before = (
+        _resolved_fingerprints(session, group, unseen) if unseen and not inserted else set()
+    )
     fresh: list[dict[str, Any]] = []  # rows to insert
     # The facts to record, in the batch's order: (kind, alert id, or -1 - its index in
     # `fresh` until the INSERT gives it an id, summary).

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -157,19 +157,18 @@ def declare(
     severity = validate_severity(severity or policy.default_severity, policy)
 
     def existing() -> Incident | None:
-        same_request = session.scalars(
-            select(Incident).where(Incident.declare_key == declare_key)
-        ).one_or_none()
-        if same_request is not None:
-            return same_request
+        """This request's incident if it has one, else the latest open twin (one query)."""
+        same_request = Incident.declare_key == declare_key
+        twin = and_(
+            Incident.declared_by == declared_by,
+            func.lower(Incident.title) == func.lower(title),
+            Incident.resolved_at.is_(None),
+        )
         return session.scalars(
             select(Incident)
-            .where(
-                Incident.declared_by == declared_by,
-                func.lower(Incident.title) == func.lower(title),
-                Incident.resolved_at.is_(None),
-            )
-            .order_by(Incident.id.desc())
+            .where(or_(same_request, twin))
+            .order_by(case((same_request, 0), else_=1), Incident.id.desc())
+            .limit(1)
         ).first()
 
     found = existing()

@@ -240,8 +240,11 @@ def trigger(
     event = _event(
         session, page, "page_triggered", created_by, now, target=str(target), message=message
     )
-    step = escalate(session, config, page.id, page.generation, now)
-    return Triggered(page, created=True, step=step, event=event)
+    # The first step runs on the row just inserted, which no other transaction can see
+    # yet: `escalate`'s locked re-read would only cost a round trip.
+    step, created = _next_step(session, config, page, now, flush=False)
+    session.flush()
+    return Triggered(page, created=True, step=_with_ids(step, created), event=event)
 
 
 def escalate(

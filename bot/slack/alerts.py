@@ -49,7 +49,12 @@ def enqueue(session: Session, config: FileConfig, result: Ingested, *, now: date
     queued: list[int] = []
     if result.incident_id is not None and result.group_id is not None:
         if result.group_created or result.changed_alerts:
-            waiting = _summary_waiting(session, result.incident_id, result.group_id)
+            # A group opened by this batch has no queued item to reuse: no look-up.
+            waiting = (
+                None
+                if result.group_created
+                else _summary_waiting(session, result.incident_id, result.group_id)
+            )
             queued.append(
                 waiting
                 if waiting is not None
@@ -61,7 +66,14 @@ def enqueue(session: Session, config: FileConfig, result: Ingested, *, now: date
                     incident_id=result.incident_id,
                 )
             )
-        channel = incidents.get(session, result.incident_id).channel_id
+        # Only page changes and an incident resolved post in the channel: read it for those
+        # (a new incident has none yet).
+        posts = bool(result.outcomes) or result.incident_resolved is not None
+        channel = (
+            incidents.get(session, result.incident_id).channel_id
+            if posts and not result.incident_created
+            else None
+        )
         if channel is not None:
             queued.extend(_page_posts(session, channel, result.outcomes, result.incident_id, now))
             change = result.incident_resolved
