@@ -1019,15 +1019,34 @@ Server log problems: {problem_text}
   the reconcile pass is closed (`set_up_at` is checked under the incident's lock), so
   these have another cause, still to find."""
         return f"""\
-What changed in this revision: the paced (open-loop) phase was added, so that the latency
-targets are measured at the target rate and not only at saturation (the saturated phase is
-unchanged); and an incident's channel setup now decides under the incident's lock whether
-anything is left to do (`bot/slack/channels.py`), so the leader's reconcile pass, which picks
-unfinished setups before taking the lock, no longer repeats a setup that the declaring
-worker finished while it waited (runs under load saw 9-20 channels set up twice, each
-repeat's `pins.add` answered `already_pinned`; `tests/test_setup_race.py`).
+What changed in this revision, for PostgreSQL (at 6740f9c, on a quiet machine: 2,341-2,437
+alerts/s saturated; at 2,000 alerts/s response p99 893-967 ms, alert→page p99 1.5 s):
 
-Earlier (this section's earlier runs: SQLite 2,302-2,495 alerts/s, response p99
+- Why it was slow: not the database. PostgreSQL's statement log (`log_min_duration_statement
+  = 0`) of the paced storm showed an opening webhook's transaction spending 17 ms (median)
+  in the server and 420 ms between its own statements, 20-35 ms before each of its ~30
+  round trips: each gives up the interpreter lock (GIL) and had to win it back from the
+  threads doing the storm's channel setups (~45 ms of CPU per new incident, more than the
+  webhook's own ~32 ms) and summary edits. Under that contention latency fed on itself:
+  slower webhooks, more in flight, more contention.
+- Priorities (`bot/priority.py`): requests being served and urgent or normal transactions
+  are the foreground; background work (the Slack work after a webhook, the reconcile pass's
+  sends and setups) waits while anything is in the foreground, at its transactions' BEGIN
+  and at each Slack call, for at most 1 s per checkpoint. Alone, at 2,000 alerts/s it took
+  the response p50 from ~250-490 ms to ~55-120 ms, the p99 still 0.1-0.6 s run to run.
+- Fewer round trips for an opening webhook (no look-up of alerts in the group it just
+  inserted, no locked re-read of the page it just inserted, no look-ups for a summary item
+  or a channel that cannot exist yet, one UPDATE of the group instead of two, one query for
+  a declaration's twin check): in process, an opening webhook's request fell from 33 to 25
+  ms of CPU on PostgreSQL.
+
+Before that, the paced (open-loop) phase was added, so that the latency targets are
+measured at the target rate and not only at saturation; and an incident's channel setup
+decides under the incident's lock whether anything is left to do (`bot/slack/channels.py`),
+so the leader's reconcile pass no longer repeats a setup the declaring worker finished
+while it waited (`tests/test_setup_race.py`).
+
+Earlier still (this section's earlier runs: SQLite 2,302-2,495 alerts/s, response p99
 2.6-3.0 s, alert→page p99 2.6-3.0 s; PostgreSQL 1,531-1,703 alerts/s, p99 0.87-0.97 s,
 1.2-1.3 s), from profiles of the request path (cProfile, in process) and of the served storm
 (`--profile`):

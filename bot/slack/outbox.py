@@ -244,9 +244,7 @@ class SlackOutbox:
                 where(error),
                 describe(error),
             )
-        # The safety net's setups, too, let requests go first (bot.priority).
-        with background_writes():
-            self.finish_setups()
+        self.finish_setups()
 
     def finish_setups(self) -> None:
         """Run the setup of every open incident that was left half done (a Slack outage, a
@@ -276,7 +274,10 @@ class SlackOutbox:
                 self._setup_tries[incident_id] = now
         for incident_id, declared_by in due:
             try:
-                self.channels.open(incident_id, declared_by)
+                # The safety net's setups let requests go first (bot.priority); the look-up
+                # above does not wait (on SQLite every transaction takes a write turn).
+                with background_writes():
+                    self.channels.open(incident_id, declared_by)
             except SetupFailed as failed:
                 log.info("incident %s: setup still unfinished: %s", incident_id, failed)
             except Exception as error:
