@@ -273,34 +273,52 @@ class WriteQueue:
                 self._wake_next()
 
 
-def _queue_sqlite_writers(engine: Engine) -> None:
-    """Take a turn in a `WriteQueue` before `BEGIN IMMEDIATE`; give it back once COMMIT or
-    ROLLBACK returned (or the connection is closed or invalidated)."""
-    queue = WriteQueue()
+def _around_transactions(
+    engine: Engine, begin: Callable[[Any, Any], None], end: Callable[[Any], None]
+) -> None:
+    """Call `begin(connection, dbapi_connection)` as each transaction begins, and
+    `end(dbapi_connection)` once its COMMIT or ROLLBACK has returned, or its connection is
+    closed, invalidated or checked in (so `end` also comes for connections it holds nothing
+    for, and must ignore them)."""
     dialect = engine.dialect
     commit, rollback = dialect.do_commit, dialect.do_rollback
 
-    def raw(connection: Any) -> object:
+    def raw(connection: Any) -> Any:
         return getattr(connection, "dbapi_connection", None) or connection
 
     def do_commit(connection: Any) -> None:
         try:
             commit(connection)
         finally:
-            queue.release(raw(connection))
+            end(raw(connection))
 
     def do_rollback(connection: Any) -> None:
         try:
             rollback(connection)
         finally:
-            queue.release(raw(connection))
+            end(raw(connection))
 
     dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]
     dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
 
     @event.listens_for(engine, "begin")
-    def _sqlite_begin(connection: Any) -> None:
-        holder = raw(connection.connection)
+    def _begin(connection: Any) -> None:
+        begin(connection, raw(connection.connection))
+
+    def gone(dbapi_connection: Any, *_args: Any) -> None:
+        end(dbapi_connection)
+
+    event.listen(engine, "close", gone)
+    event.listen(engine, "invalidate", gone)
+    event.listen(engine, "checkin", gone)
+
+
+def _queue_sqlite_writers(engine: Engine) -> None:
+    """Take a turn in a `WriteQueue` before `BEGIN IMMEDIATE`; give it back once COMMIT or
+    ROLLBACK returned (or the connection is closed or invalidated)."""
+    queue = WriteQueue()
+
+    def begin(connection: Any, holder: Any) -> None:
         queue.acquire(holder, level=priority.level())
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -308,12 +326,7 @@ def _queue_sqlite_writers(engine: Engine) -> None:
             queue.release(holder)
             raise
 
-    def gone(dbapi_connection: Any, *_args: Any) -> None:
-        queue.release(dbapi_connection)
-
-    event.listen(engine, "close", gone)
-    event.listen(engine, "invalidate", gone)
-    event.listen(engine, "checkin", gone)
+    _around_transactions(engine, begin, queue.release)
 
 
 def _track_foreground(engine: Engine, foreground: priority.Foreground) -> None:
@@ -321,51 +334,27 @@ def _track_foreground(engine: Engine, foreground: priority.Foreground) -> None:
     BEGIN until its COMMIT or ROLLBACK has returned (or its connection is closed or
     invalidated); a background thread's transaction first yields to the foreground
     (`bot.priority`). SQLite's `WriteQueue` does the same ordering for its writers."""
-    dialect = engine.dialect
-    commit, rollback = dialect.do_commit, dialect.do_rollback
     holders: set[int] = set()  # id() of the DBAPI connections whose transaction counts
     guard = threading.Lock()
 
-    def raw(connection: Any) -> Any:
-        return getattr(connection, "dbapi_connection", None) or connection
+    def begin(_connection: Any, dbapi_connection: Any) -> None:
+        if priority.level() == BACKGROUND:
+            priority.yield_to_foreground(foreground)
+            return
+        with guard:
+            if id(dbapi_connection) in holders:
+                return
+            holders.add(id(dbapi_connection))
+        foreground.enter()
 
-    def ended(dbapi_connection: Any, *_args: Any) -> None:
+    def end(dbapi_connection: Any) -> None:
         with guard:
             if id(dbapi_connection) not in holders:
                 return
             holders.discard(id(dbapi_connection))
         foreground.leave()
 
-    def do_commit(connection: Any) -> None:
-        try:
-            commit(connection)
-        finally:
-            ended(raw(connection))
-
-    def do_rollback(connection: Any) -> None:
-        try:
-            rollback(connection)
-        finally:
-            ended(raw(connection))
-
-    dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]
-    dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection: Any) -> None:
-        if priority.level() == BACKGROUND:
-            priority.yield_to_foreground(foreground)
-            return
-        key = id(raw(connection.connection))
-        with guard:
-            if key in holders:
-                return
-            holders.add(key)
-        foreground.enter()
-
-    event.listen(engine, "close", ended)
-    event.listen(engine, "invalidate", ended)
-    event.listen(engine, "checkin", ended)
+    _around_transactions(engine, begin, end)
 
 
 def make_engine(url: str, *, foreground: priority.Foreground | None = None) -> Engine:

@@ -384,27 +384,19 @@ def _store_all(
     flushed with the transaction. A group this transaction `inserted` holds no rows yet:
     nothing is looked up.
     """
-    fingerprints = [alert.fingerprint for alert in batch.alerts]
-    firing = (
-        {}
-        if inserted
-        else {
-            row.fingerprint: row
-            for row in session.scalars(
-                select(StoredAlert).where(
-                    StoredAlert.group_id == group.id,
-                    StoredAlert.status == FIRING,
-                    StoredAlert.fingerprint.in_(fingerprints),
-                )
-            )
-        }
-    )
-    unseen = [
-        a.fingerprint for a in batch.alerts if a.status != FIRING and a.fingerprint not in firing
-    ]
-    resolved_before = (
-        _resolved_fingerprints(session, group, unseen) if unseen and not inserted else set()
-    )
+    firing: dict[str, StoredAlert] = {}
+    resolved_before: set[str] = set()
+    if not inserted:
+        fingerprints = [alert.fingerprint for alert in batch.alerts]
+        query = select(StoredAlert).where(
+            StoredAlert.group_id == group.id,
+            StoredAlert.status == FIRING,
+            StoredAlert.fingerprint.in_(fingerprints),
+        )
+        firing = {row.fingerprint: row for row in session.scalars(query)}
+        unseen = [a.fingerprint for a in batch.alerts if a.status != FIRING]
+        unseen = [fingerprint for fingerprint in unseen if fingerprint not in firing]
+        resolved_before = _resolved_fingerprints(session, group, unseen) if unseen else set()
     fresh: list[dict[str, Any]] = []  # rows to insert
     # The facts to record, in the batch's order: (kind, alert id, or -1 - its index in
     # `fresh` until the INSERT gives it an id, summary).
