@@ -38,6 +38,8 @@ from typing import Any, Literal, TypeVar
 
 import psycopg
 from sqlalchemy import JSON, DateTime, Engine, create_engine, event, exc
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, ExceptionContext, make_url
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -50,6 +52,7 @@ from bot.priority import urgent_writes as urgent_writes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+M = TypeVar("M", bound="Base")
 CONNECT_TIMEOUT = 5
 """Seconds a new PostgreSQL connection may take (unless the URL sets connect_timeout), so a
 request or `/readyz` answers promptly when the server does not."""
@@ -102,6 +105,24 @@ def append_only(model: type[Base]) -> None:
 
     event.listen(model, "before_update", refuse)
     event.listen(model, "before_delete", refuse)
+
+
+def insert_unless_taken(session: Session, model: type[M], **values: Any) -> M | None:
+    """Insert one row and return it, persistent in `session`; None when a unique index
+    already holds a row this one would duplicate (a twin request's, a rerun's). As with any
+    insert, a twin that another transaction inserted and has not committed yet is waited for:
+    None if it commits, the insert if it rolls back.
+
+    One statement, `INSERT ... ON CONFLICT DO NOTHING RETURNING` (PostgreSQL and SQLite
+    3.35+), where catching the `IntegrityError` needs a savepoint around the insert: three
+    round trips, each of which, under load, waits for the interpreter lock again
+    (`bot.priority`). Python-side column defaults apply; ORM events on `session.add` do not.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        statement: Any = postgresql_insert(model).values(**values).on_conflict_do_nothing()
+    else:
+        statement = sqlite_insert(model).values(**values).on_conflict_do_nothing()
+    return session.scalars(statement.returning(model)).one_or_none()
 
 
 def utcnow() -> datetime:

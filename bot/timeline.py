@@ -20,10 +20,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from bot.db import AppendOnlyError, Base, append_only
+from bot.db import AppendOnlyError, Base, append_only, insert_unless_taken
 
 __all__ = ["BOT", "KINDS", "AppendOnlyError", "TimelineEvent", "for_incident", "for_page", "record"]
 
@@ -141,33 +140,33 @@ def record(
         raise ValueError(f"unknown timeline event kind {kind!r}; add it to bot.timeline.KINDS")
     if incident_id is None and page_id is None:
         raise ValueError("a timeline event belongs to an incident, a page, or both")
-    event = TimelineEvent(
-        incident_id=incident_id,
-        page_id=page_id,
-        kind=kind,
-        actor=actor,
-        occurred_at=now,
-        data=data or {},
-        dedup_key=dedup_key,
-    )
+    values: dict[str, Any] = {
+        "incident_id": incident_id,
+        "page_id": page_id,
+        "kind": kind,
+        "actor": actor,
+        "occurred_at": now,
+        "data": data or {},
+        "dedup_key": dedup_key,
+    }
     if dedup_key is None:
+        event = TimelineEvent(**values)
         session.add(event)
         if flush:
             session.flush()
         return event
-    existing = session.scalars(
-        select(TimelineEvent.id).where(
-            TimelineEvent.incident_id == incident_id, TimelineEvent.dedup_key == dedup_key
-        )
-    ).first()
-    if existing is not None:
-        return None
-    try:
-        with session.begin_nested():
-            session.add(event)
-    except IntegrityError:
-        return None
-    return event
+    if incident_id is None:
+        # The unique constraint is on (incident_id, dedup_key), and NULLs are distinct.
+        existing = session.scalars(
+            select(TimelineEvent.id).where(
+                TimelineEvent.incident_id.is_(None),
+                TimelineEvent.page_id == page_id,
+                TimelineEvent.dedup_key == dedup_key,
+            )
+        ).first()
+        if existing is not None:
+            return None
+    return insert_unless_taken(session, TimelineEvent, **values)
 
 
 def for_incident(session: Session, incident_id: int) -> list[TimelineEvent]:

@@ -37,6 +37,7 @@ from bot.alerts import bulk
 from bot.alerts.model import Alert, Batch
 from bot.alerts.records import FIRING, OPEN, RESOLVED, AlertGroup, AlertStorm, StoredAlert
 from bot.alerts.routing import AlertRoute, route_for
+from bot.db import insert_unless_taken
 from bot.incidents import service as incidents
 from bot.incidents.config import IncidentsSection
 from bot.incidents.service import Change, IncidentError
@@ -191,7 +192,9 @@ def _new_group(
             batch.group_key[:80],
             batch.source,
         )
-    group = AlertGroup(
+    return insert_unless_taken(
+        session,
+        AlertGroup,
         source=batch.source,
         group_key=batch.group_key,
         title=batch.title,
@@ -203,12 +206,6 @@ def _new_group(
         last_seen_at=now,
         resolved_at=now if state == RESOLVED else None,
     )
-    try:
-        with session.begin_nested():
-            session.add(group)
-    except IntegrityError:
-        return None
-    return group
 
 
 def _route_of(policy: Policy, group: AlertGroup) -> AlertRoute | None:
@@ -246,6 +243,7 @@ def _page_and_declare(
             incident_id=incident_id,
             dedup_key=f"alert-group:{group.id}",
             details=page_details(batch),
+            new_key=True,  # the group was inserted by this transaction
         )
     except PagingError as error:  # a service whose policy went away: stored, logged
         log.error("alert group %s: nobody paged: %s", group.id, error)

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, case, func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import timeline
+from bot.db import insert_unless_taken
 from bot.incidents.config import RESOLVED, IncidentsSection
 from bot.incidents.models import Incident, RoleAssignment
 from bot.timeline import BOT, TimelineEvent
@@ -174,24 +174,31 @@ def declare(
     found = existing()
     if found is not None:
         return Declaration(found, created=False)
-    incident = Incident(
-        title=title,
-        description=description.strip(),
-        severity=severity,
-        status=policy.initial_status,
-        declared_by=declared_by,
-        declared_at=now,
-        declare_key=declare_key,
-    )
-    try:
-        with session.begin_nested():
-            session.add(incident)
-    except IntegrityError:
-        # The same request, or a twin, committed first (the insert waited for it).
+    incident = None
+    for _ in range(3):
+        incident = insert_unless_taken(
+            session,
+            Incident,
+            title=title,
+            description=description.strip(),
+            severity=severity,
+            status=policy.initial_status,
+            declared_by=declared_by,
+            declared_at=now,
+            declare_key=declare_key,
+        )
+        if incident is not None:
+            break
+        # The same request, or a twin, committed first (the insert waited for it); unless
+        # the twin was resolved in between, when the insert is tried again.
         found = existing()
-        if found is None:
-            raise
-        return Declaration(found, created=False)
+        if found is not None:
+            return Declaration(found, created=False)
+    if incident is None:
+        raise IncidentError(
+            "The incident could not be recorded: declarations like it kept being opened "
+            "and resolved at the same moment. Declare it again."
+        )
     record(
         session,
         incident,

@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import timeline
+from bot.db import insert_unless_taken
 from bot.oncall.configuration import OncallConfig
 from bot.oncall.models import (
     ACKNOWLEDGED,
@@ -199,20 +199,25 @@ def trigger(
     incident_id: int | None = None,
     dedup_key: str | None = None,
     details: dict[str, Any] | None = None,
+    new_key: bool = False,
 ) -> Triggered:
     """Record a new page and run its first step, in the caller's transaction.
 
     Because the first step commits with the page, nothing (the reconcile pass on another
     replica, a retried request) can ever see a triggered page whose first step has not run.
-    A `dedup_key` that names an open page returns that page and pages nobody.
+    A `dedup_key` that names an open page returns that page and pages nobody. `new_key`:
+    the caller knows no page has this key (it names a row its transaction just inserted),
+    so the look-up is skipped; the unique index still decides.
     """
     message = validate_message(message)
     snapshot = snapshot_for(config, target)
-    if dedup_key is not None:
+    if dedup_key is not None and not new_key:
         existing = open_page_by_key(session, dedup_key)
         if existing is not None:
             return Triggered(existing, created=False, step=None)
-    page = Page(
+    page = insert_unless_taken(
+        session,
+        Page,
         target=str(target),
         message=message,
         incident_id=incident_id,
@@ -227,15 +232,13 @@ def trigger(
         dedup_key=dedup_key,
         details=details,
     )
-    try:
-        with session.begin_nested():
-            session.add(page)
-    except IntegrityError:
-        if dedup_key is None:
-            raise
-        raced = open_page_by_key(session, dedup_key)
+    if page is None:  # only a dedup key is unique: a twin opened its page first
+        raced = open_page_by_key(session, dedup_key) if dedup_key is not None else None
         if raced is None:
-            raise
+            raise PagingError(
+                f"The page for {dedup_key!r} was opened and closed by another request at "
+                "the same moment; send it again."
+            )
         return Triggered(raced, created=False, step=None)
     event = _event(
         session, page, "page_triggered", created_by, now, target=str(target), message=message
