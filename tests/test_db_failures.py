@@ -42,7 +42,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from bot import outbox
+from bot import outbox, timeline
 from bot.app import Firebreak
 from bot.db import ConnectionLost, Database
 from bot.incidents import service
@@ -302,10 +302,14 @@ def test_a_summary_and_announcement_whose_record_is_dropped_once_are_posted_once
     announce_channel: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    summary = failing_once(monkeypatch, service, "record", lambda *a, **_: a[2] == "summary_posted")
+    summary = failing_once(
+        monkeypatch, timeline, "record", lambda *a, **_: a[1] == "summary_posted"
+    )
     reply = slack.run("declare sev2 Payments failing", channel=general)
     assert reply.status == 200
-    announcement = failing_once(monkeypatch, service, "record", lambda *a, **_: a[2] == "announced")
+    announcement = failing_once(
+        monkeypatch, timeline, "record", lambda *a, **_: a[1] == "announced"
+    )
     slack.run("declare sev2 Search failing", channel=general)
     for number in (1, 2):
         with firebreak.db.session_scope() as session:

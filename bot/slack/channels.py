@@ -19,8 +19,10 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
+from bot import timeline
 from bot.clock import Clock
 from bot.config import FileConfig
 from bot.db import Database, describe, unavailable
@@ -45,6 +47,19 @@ class SetupFailed(Exception):
 class Message:
     text: str
     blocks: list[blocks.Block]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What the channel's messages say, rendered from one read of the incident and its
+    roles, with the ts of those already posted."""
+
+    channel_id: str | None
+    topic: str
+    summary: Message
+    announcement: Message
+    summary_ts: str | None
+    announcement_ts: str | None
 
 
 @dataclass(frozen=True)
@@ -103,37 +118,71 @@ class IncidentChannels:
         raise AssertionError("OPEN_ATTEMPTS must be at least 1")
 
     def _open(self, incident_id: int, requester: str) -> Setup:
+        """The steps, each a few short transactions of its own. The incident's columns a
+        step writes (channel, summary and announcement ts, `set_up_at`) are written only
+        under its lock, so what one read found holds for the whole setup; the messages are
+        rendered once, after the channel exists, and a change made meanwhile refreshes
+        them when this setup lets go of the lock (`refresh` waits for it)."""
         with incident_lock(self.db, incident_id) as held:
             with self.db.session_scope() as session:
                 incident = service.get(session, incident_id)
                 declarer, reference = incident.declared_by, incident.reference
-                finished = incident.channel_id if incident.set_up_at is not None else None
-            if finished is not None:
+                channel_id, planned = incident.channel_id, incident.channel_name
+                title, finished = incident.title, incident.set_up_at is not None
+            if finished and channel_id is not None:
                 # Set up while this run waited for the lock: the incident's own setup and
                 # the leader's reconcile pass (which chose it before the lock, while
                 # `set_up_at` was NULL) both get here; only the first may call Slack.
-                return Setup(incident_id, reference, finished)
-            channel_id = self._ensure_channel(incident_id, held)
+                return Setup(incident_id, reference, channel_id)
+            if channel_id is None:
+                channel_id = self._create_channel(incident_id, held, planned, title)
+            rendered = self._render(incident_id)
+            created = channel_id
             self._step(
                 incident_id,
                 "invite",
-                lambda: self._invite(incident_id, channel_id, declarer, requester),
+                lambda: self._invite(incident_id, created, declarer, requester),
             )
-            self._step(incident_id, "topic", lambda: self._initial_topic(incident_id, channel_id))
             self._step(
-                incident_id, "summary", lambda: self._post_summary(incident_id, channel_id, held)
+                incident_id, "topic", lambda: self._initial_topic(incident_id, created, rendered)
             )
-            self._step(incident_id, "announcement", lambda: self._announce(incident_id, held))
+            self._step(
+                incident_id,
+                "summary",
+                lambda: self._post_summary(incident_id, created, held, rendered),
+            )
+            self._step(
+                incident_id, "announcement", lambda: self._announce(incident_id, held, rendered)
+            )
             with self.db.session_scope() as session:
-                incident = service.get(session, incident_id, lock=True)
-                incident.set_up_at = incident.set_up_at or self.clock()
+                session.execute(
+                    update(Incident)
+                    .where(Incident.id == incident_id, Incident.set_up_at.is_(None))
+                    .values(set_up_at=self.clock())
+                    .execution_options(synchronize_session=False)
+                )
             return Setup(incident_id, reference, channel_id)
+
+    def _render(self, incident_id: int) -> Rendered:
+        with self.db.session_scope() as session:
+            incident = service.get(session, incident_id)
+            roles = service.roles(session, incident)
+            return Rendered(
+                channel_id=incident.channel_id,
+                topic=blocks.topic(incident, roles.get("commander")),
+                summary=Message(
+                    blocks.summary_text(incident),
+                    blocks.summary(incident, roles, self.config.incidents),
+                ),
+                announcement=Message(blocks.summary_text(incident), blocks.announcement(incident)),
+                summary_ts=incident.summary_ts,
+                announcement_ts=incident.announcement_ts,
+            )
 
     def _record(self, incident_id: int, kind: str, **details: Any) -> None:
         """Append one timeline event in a transaction of its own."""
         with self.db.session_scope() as session:
-            incident = service.get(session, incident_id)
-            service.record(session, incident, kind, now=self.clock(), **details)
+            timeline.record(session, kind, now=self.clock(), incident_id=incident_id, **details)
 
     def _step(self, incident_id: int, what: str, action: Any) -> None:
         try:
@@ -152,13 +201,9 @@ class IncidentChannels:
         )
         return SetupFailed(f"{what} failed ({reason})")
 
-    def _ensure_channel(self, incident_id: int, held: Held) -> str:
-        with self.db.session_scope() as session:
-            incident = service.get(session, incident_id)
-            if incident.channel_id:
-                return incident.channel_id
-            planned = incident.channel_name
-            number, title = incident.id, incident.title
+    def _create_channel(self, incident_id: int, held: Held, planned: str | None, title: str) -> str:
+        """Create the channel (or adopt the one `planned` whose creation went unanswered)
+        and save it to the incident."""
         prefix = self.config.incidents.channel_prefix
 
         def adoptable(name: str) -> str | None:
@@ -172,7 +217,7 @@ class IncidentChannels:
             if adopted:
                 return self._save_channel(incident_id, adopted, planned, adopted_channel=True)
         for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
-            name = channel_name(prefix, number, plain(title), attempt)
+            name = channel_name(prefix, incident_id, plain(title), attempt)
             self._plan(incident_id, name)
             held.check()
             try:
@@ -193,7 +238,12 @@ class IncidentChannels:
 
     def _plan(self, incident_id: int, name: str) -> None:
         with self.db.session_scope() as session:
-            service.get(session, incident_id, lock=True).channel_name = name
+            session.execute(
+                update(Incident)
+                .where(Incident.id == incident_id)
+                .values(channel_name=name)
+                .execution_options(synchronize_session=False)
+            )
 
     def _find_own_channel(self, name: str) -> str | None:
         """A channel with this name that Firebreak created and no incident owns yet.
@@ -225,17 +275,24 @@ class IncidentChannels:
         """Record the channel; retried while the database fails (see `_recording`)."""
 
         def save(session: Session) -> None:
-            incident = service.get(session, incident_id, lock=True)
-            if incident.channel_id == channel_id:  # an unanswered COMMIT that did commit
-                return
-            incident.channel_id, incident.channel_name = channel_id, name
-            service.record(
-                session,
-                incident,
-                "channel_created",
-                now=self.clock(),
-                data={"channel": channel_id, "name": name, "adopted": adopted_channel},
+            saved = session.execute(
+                update(Incident)
+                .where(
+                    Incident.id == incident_id,
+                    # Saved already: an unanswered COMMIT that did commit.
+                    or_(Incident.channel_id.is_(None), Incident.channel_id != channel_id),
+                )
+                .values(channel_id=channel_id, channel_name=name)
+                .execution_options(synchronize_session=False)
             )
+            if _rowcount(saved):
+                timeline.record(
+                    session,
+                    "channel_created",
+                    now=self.clock(),
+                    incident_id=incident_id,
+                    data={"channel": channel_id, "name": name, "adopted": adopted_channel},
+                )
 
         self.db.retrying(save)
         return channel_id
@@ -260,22 +317,16 @@ class IncidentChannels:
                 incident_id, "members", lambda: self._invite(incident_id, channel_id, user)
             )
 
-    def _initial_topic(self, incident_id: int, channel_id: str) -> None:
-        text = self._set_topic(incident_id, channel_id)
-        self._record(incident_id, "topic_set", data={"topic": text}, dedup_key="topic:initial")
+    def _initial_topic(self, incident_id: int, channel_id: str, rendered: Rendered) -> None:
+        self.client.conversations_setTopic(channel=channel_id, topic=rendered.topic)
+        self._record(
+            incident_id, "topic_set", data={"topic": rendered.topic}, dedup_key="topic:initial"
+        )
 
-    def _set_topic(self, incident_id: int, channel_id: str) -> str:
-        with self.db.session_scope() as session:
-            incident = service.get(session, incident_id)
-            text = blocks.topic(incident, service.roles(session, incident).get("commander"))
-        self.client.conversations_setTopic(channel=channel_id, topic=text)
-        return text
-
-    def _post_summary(self, incident_id: int, channel_id: str, held: Held) -> None:
-        with self.db.session_scope() as session:
-            incident = service.get(session, incident_id)
-            summary_ts = incident.summary_ts
-            summary = self._summary(session, incident)
+    def _post_summary(
+        self, incident_id: int, channel_id: str, held: Held, rendered: Rendered
+    ) -> None:
+        summary_ts, summary = rendered.summary_ts, rendered.summary
         if summary_ts is None:
             held.check()
             response = self.client.chat_postMessage(
@@ -291,22 +342,16 @@ class IncidentChannels:
             incident_id, "summary_pinned", data={"ts": pinned}, dedup_key=f"pin-summary:{pinned}"
         )
 
-    def _summary(self, session: Session, incident: Incident) -> Message:
-        roles = service.roles(session, incident)
-        return Message(
-            blocks.summary_text(incident), blocks.summary(incident, roles, self.config.incidents)
-        )
-
-    def _announce(self, incident_id: int, held: Held) -> None:
+    def _announce(self, incident_id: int, held: Held, rendered: Rendered) -> None:
         announce_channel = self.config.slack.announce_channel
-        with self.db.session_scope() as session:
-            incident = service.get(session, incident_id)
-            if announce_channel is None or incident.announcement_ts is not None:
-                return
-            text, body = blocks.summary_text(incident), blocks.announcement(incident)
+        if announce_channel is None or rendered.announcement_ts is not None:
+            return
         held.check()
+        message = rendered.announcement
         ts = str(
-            self.client.chat_postMessage(channel=announce_channel, text=text, blocks=body)["ts"]
+            self.client.chat_postMessage(
+                channel=announce_channel, text=message.text, blocks=message.blocks
+            )["ts"]
         )
         self._recording(
             incident_id, "announcement_ts", ts, "announced", {"channel": announce_channel}
@@ -322,11 +367,20 @@ class IncidentChannels:
         whose earlier COMMIT did commit finds the ts saved and writes nothing more."""
 
         def save(session: Session) -> None:
-            incident = service.get(session, incident_id, lock=True)
-            if getattr(incident, column) is not None:
-                return
-            setattr(incident, column, ts)
-            service.record(session, incident, kind, now=self.clock(), data={**data, "ts": ts})
+            saved = session.execute(
+                update(Incident)
+                .where(Incident.id == incident_id, getattr(Incident, column).is_(None))
+                .values({column: ts})
+                .execution_options(synchronize_session=False)
+            )
+            if _rowcount(saved):
+                timeline.record(
+                    session,
+                    kind,
+                    now=self.clock(),
+                    incident_id=incident_id,
+                    data={**data, "ts": ts},
+                )
 
         self.db.retrying(save)
 
@@ -341,25 +395,26 @@ class IncidentChannels:
         retries and records what finally failed), raised after trying the others.
         """
         with incident_lock(self.db, incident_id) as held:
-            with self.db.session_scope() as session:
-                incident = service.get(session, incident_id)
-                channel_id = incident.channel_id
-                summary_ts, announcement_ts = incident.summary_ts, incident.announcement_ts
-                summary = self._summary(session, incident)
-                announcement = Message(blocks.summary_text(incident), blocks.announcement(incident))
+            rendered = self._render(incident_id)
+            channel_id, topic = rendered.channel_id, rendered.topic
+            summary_ts, announcement_ts = rendered.summary_ts, rendered.announcement_ts
+            summary, announcement = rendered.summary, rendered.announcement
             if channel_id is None:
                 return
             failures: list[Exception] = []
-            update = partial(self._try_update, incident_id, failures=failures if strict else None)
+            attempt = partial(self._try_update, incident_id, failures=failures if strict else None)
             held.check()
-            update("topic", lambda: self._set_topic(incident_id, channel_id))
+            attempt(
+                "topic",
+                lambda: self.client.conversations_setTopic(channel=channel_id, topic=topic),
+            )
             if summary_ts is not None:
                 held.check()
-                update("summary", lambda: self._update(channel_id, summary_ts, summary))
+                attempt("summary", lambda: self._update(channel_id, summary_ts, summary))
             announce_channel = self.config.slack.announce_channel
             if announcement_ts is not None and announce_channel is not None:
                 held.check()
-                update(
+                attempt(
                     "announcement",
                     lambda: self._update(announce_channel, announcement_ts, announcement),
                 )
@@ -389,6 +444,12 @@ class IncidentChannels:
                 "slack_error",
                 data={"step": f"update {what}", "error": reason},
             )
+
+
+def _rowcount(result: Any) -> int:
+    """Rows an UPDATE matched (`CursorResult.rowcount`; `Session.execute` types it as a
+    plain `Result`)."""
+    return int(result.rowcount)
 
 
 def _allowing(harmless_error: str, call: Callable[[], object]) -> None:
