@@ -91,6 +91,7 @@ from benchmarks.harness import (
     fmt,
     keep_alive_transport,
     markdown_table,
+    no_collector_pauses,
     percentile,
     run_load,
     wait_until,
@@ -1267,7 +1268,10 @@ def run_paced(sender: Sender, *, groups: int, interval: float) -> tuple[list[Pac
                 index, planned[index], started, time.perf_counter(), status, error
             )
 
-    with ThreadPoolExecutor(max_workers=groups, thread_name_prefix="paced") as pool:
+    with (
+        no_collector_pauses(),
+        ThreadPoolExecutor(max_workers=groups, thread_name_prefix="paced") as pool,
+    ):
         for future in [pool.submit(group, first) for first in range(min(groups, count))]:
             future.result()
     done = [outcome for outcome in outcomes if outcome is not None]
