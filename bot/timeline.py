@@ -140,6 +140,10 @@ def record(
         raise ValueError(f"unknown timeline event kind {kind!r}; add it to bot.timeline.KINDS")
     if incident_id is None and page_id is None:
         raise ValueError("a timeline event belongs to an incident, a page, or both")
+    if dedup_key is not None and kind.startswith("page_"):
+        # Deduplicated events are inserted past the session's unit of work, where the
+        # metrics count page facts (`bot.metrics`): they would go uncounted.
+        raise ValueError(f"{kind!r} is a page fact; page facts take no dedup_key")
     values: dict[str, Any] = {
         "incident_id": incident_id,
         "page_id": page_id,

@@ -70,6 +70,12 @@ def test_a_deduplicated_timeline_event_is_recorded_once(db: Database) -> None:
             session, "topic_set", now=NOW, incident_id=incident.id, dedup_key="topic:initial"
         )
         assert first is not None and again is None
+        # Page facts are counted by the metrics from the session's new rows, which a
+        # deduplicated insert bypasses: refused, not silently uncounted.
+        with pytest.raises(ValueError, match="page fact"):
+            timeline.record(
+                session, "page_triggered", now=NOW, incident_id=incident.id, dedup_key="p"
+            )
         kinds = [event.kind for event in timeline.for_incident(session, incident.id)]
     assert kinds == ["topic_set"]
 
