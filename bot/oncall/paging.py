@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import timeline
@@ -443,7 +443,7 @@ def claim_notifications(
 ) -> list[tuple[int, str, Notification]]:
     """Mark due notifications as being sent (one sender each): (id, channel, notification)."""
     query = (
-        select(PageNotification)
+        _with_page()
         .where(
             or_(
                 PageNotification.status.in_(("pending", "retry"))
@@ -452,16 +452,12 @@ def claim_notifications(
             )
         )
         .order_by(PageNotification.id)
-        .with_for_update(skip_locked=True)
+        .with_for_update(of=PageNotification, skip_locked=True)
     )
     if ids is not None:
         query = query.where(PageNotification.id.in_(ids))
     claimed = []
-    rows = list(session.scalars(query))
-    page_ids = {row.page_id for row in rows}
-    pages = {p.id: p for p in session.scalars(select(Page).where(Page.id.in_(page_ids)))}
-    for row in rows:
-        page = pages[row.page_id]
+    for row, page in session.execute(query):
         if page.state not in (TRIGGERED, EXHAUSTED) or row.person not in config.people:
             row.status, row.next_attempt_at = "cancelled", None
             continue
@@ -487,6 +483,12 @@ def claim_notifications(
             )
         )
     return claimed
+
+
+def _with_page() -> Select[PageNotification, Page]:
+    """Notifications with their pages, read by one query; a caller's `FOR UPDATE` must say
+    `of=PageNotification`, so the pages stay unlocked as when they were read apart."""
+    return select(PageNotification, Page).join(Page, Page.id == PageNotification.page_id)
 
 
 def renew_leases(session: Session, ids: list[int], now: datetime) -> None:
@@ -531,24 +533,21 @@ def finish_notifications(
     read and locked by one query; returns when to try each one again (None: not again).
     Acts only on rows still "sending", so recording the same attempts twice changes nothing."""
     ids = [attempt.notification_id for attempt in attempts]
-    rows = {
-        row.id: row
-        for row in session.scalars(
-            select(PageNotification)
-            .where(PageNotification.id.in_(ids))
-            .order_by(PageNotification.id)
-            .with_for_update()
-        )
-    }
-    page_ids = {row.page_id for row in rows.values()}
-    pages = {p.id: p for p in session.scalars(select(Page).where(Page.id.in_(page_ids)))}
+    query = (
+        _with_page()
+        .where(PageNotification.id.in_(ids))
+        .order_by(PageNotification.id)
+        .with_for_update(of=PageNotification)
+    )
+    rows = {row.id: (row, page) for row, page in session.execute(query)}
     again: dict[int, datetime | None] = {}
     for attempt in attempts:
-        row = rows.get(attempt.notification_id)
+        found = rows.get(attempt.notification_id)
         again[attempt.notification_id] = None
-        if row is None or row.status != "sending":
+        if found is None or found[0].status != "sending":
             continue
-        again[row.id] = _finish_one(session, row, pages[row.page_id], attempt, max_attempts)
+        row, page = found
+        again[row.id] = _finish_one(session, row, page, attempt, max_attempts)
     return again
 
 
