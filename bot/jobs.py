@@ -73,6 +73,9 @@ ESCALATIONS = "escalations"  # the job id of `escalate_due`
 # Pages escalated in one transaction: large enough that a burst costs a few transactions,
 # small enough that SQLite's writer is never held for long (a /page waits behind it).
 ESCALATION_BATCH = 50
+# Threads for the `escalations` job alone: one pass at a time runs (`escalate_due`), and a
+# second thread lets a run that fires meanwhile start at once, to ask that pass to look again.
+ESCALATION_THREADS = 2
 # Notifications of one batch sent at once (each a Slack, SMTP or webhook call).
 SENDERS = 8
 # Batches whose notifications are being sent while the leader escalates the next ones.
@@ -169,7 +172,13 @@ class JobRunner:
                 return
             scheduler = BackgroundScheduler(
                 jobstores={"default": MemoryJobStore()},
-                executors={"default": ThreadPoolExecutor(8)},
+                # Escalations run on threads of their own: a person waits on them, and on
+                # the shared ones they queued behind a burst's one-shot delivery jobs (each
+                # a Slack call) for over a second (benchmarks/REPORT.md, "Paging").
+                executors={
+                    "default": ThreadPoolExecutor(8),
+                    ESCALATIONS: ThreadPoolExecutor(ESCALATION_THREADS),
+                },
                 # Late jobs still run, once: no grace limit, coalesced.
                 job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
                 timezone=UTC,
@@ -555,6 +564,7 @@ class JobRunner:
                 "date",
                 run_date=at,
                 id=ESCALATIONS,
+                executor=ESCALATIONS,
                 replace_existing=True,
                 # A pass still running when the job fires again: the new run only asks it to
                 # look once more (`escalate_due`), so let it start instead of being skipped.

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,35 @@ def test_the_real_scheduler_escalates_after_each_wait_and_stops_on_ack(
         assert len(dms(sandbox, "U0BOB")) == 1
     finally:
         firebreak.jobs.stop()
+
+
+def test_escalations_do_not_wait_behind_the_schedulers_other_jobs(
+    firebreak: Firebreak, sandbox: SlackSandbox
+) -> None:
+    """A burst's one-shot jobs (a delivery each, a Slack call) can fill every thread the
+    scheduler's jobs share; the `escalations` job runs on threads of its own, so bob's step
+    is not held back until they finish."""
+    jobs = firebreak.jobs
+    jobs.start()
+    release, busy, lock = threading.Event(), [0], threading.Lock()
+
+    def occupy() -> None:
+        with lock:
+            busy[0] += 1
+        release.wait(30)
+
+    try:
+        assert jobs.scheduler is not None
+        for number in range(12):  # more than the shared threads: some wait for a thread
+            jobs.scheduler.add_job(occupy, "date", run_date=datetime.now(UTC), id=f"busy-{number}")
+        wait_for(lambda: busy[0] >= 8, timeout=10)
+        firebreak.pager.page(target="policy:chain", message="live", created_by="U0CAROL")
+        assert len(dms(sandbox, "U0ALICE")) == 1
+        wait_for(lambda: dms(sandbox, "U0BOB"), timeout=10)
+        assert not release.is_set() and busy[0] == 8, "the shared threads were still busy"
+    finally:
+        release.set()
+        jobs.stop()
 
 
 def test_reconcile_recreates_the_job_a_crash_left_missing(
