@@ -434,8 +434,8 @@ Notes:
   1,000-page burst the reconcile pass schedules a one-shot delivery job (a Slack call
   each) for every first-step DM still waiting, and they filled the eight threads the jobs
   shared: the escalations job waited behind them once per run, for 0.4-1.5 s (SQLite
-  1,000 p99 382-1,474 ms in nine runs on 2026-11-21, all the late steps due within the
-  same half second; two runs after the change: 99.4 and 86.1 ms).
+  1,000 p99 from 382 to 1,329 ms run to run on 2026-11-21, the late steps all due within
+  the same half second; two runs after the change: 99.4 and 86.1 ms).
 - The load average column matters: the machine is shared, and a burst measured while
   other work ran is slower for reasons that are not Firebreak's; the baseline (run right
   after) shows how much a bare scheduler suffered at the same moment.
