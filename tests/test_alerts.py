@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from werkzeug.test import Client
 
 from bot import timeline
@@ -191,6 +191,31 @@ def test_an_alertmanager_group_pages_once_opens_one_incident_and_repeats_are_no_
     with firebreak.db.session_scope() as session:
         kinds = [e.kind for e in timeline.for_incident(session, incident.id)]
     assert kinds.count("alert_fired") == 2 and kinds.count("page_triggered") == 1
+
+
+def test_an_opening_webhook_sends_at_most_sixteen_statements(
+    firebreak: Firebreak, monitoring: Monitoring
+) -> None:
+    """Each statement is a round trip, and under a storm each one waits for the interpreter
+    lock again (docs/architecture.md, Alerts): the budget of a webhook that opens a group,
+    its incident and its page, besides BEGIN (16 on SQLite and PostgreSQL)."""
+    sent: list[str] = []
+    request_thread = threading.get_ident()
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if threading.get_ident() == request_thread and not statement.startswith("BEGIN"):
+            sent.append(statement.split("\n")[0][:80])
+
+    event.listen(firebreak.db.engine, "before_cursor_execute", count)
+    try:
+        status, body = monitoring.alertmanager(
+            am_payload(*(am_alert(f"Alert{number}") for number in range(100)))
+        )
+    finally:
+        event.remove(firebreak.db.engine, "before_cursor_execute", count)
+    assert status == 200 and (body["new"], body["incident"]) == (100, 1), body
+    assert body["page"] is not None
+    assert 0 < len(sent) <= 16, "\n".join(sent)
 
 
 def test_an_alert_joining_the_group_edits_the_summary_in_place_and_pages_nobody_new(
