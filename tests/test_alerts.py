@@ -193,12 +193,14 @@ def test_an_alertmanager_group_pages_once_opens_one_incident_and_repeats_are_no_
     assert kinds.count("alert_fired") == 2 and kinds.count("page_triggered") == 1
 
 
-def test_an_opening_webhook_sends_at_most_sixteen_statements(
+def test_an_opening_webhook_stays_within_its_statement_budget(
     firebreak: Firebreak, monitoring: Monitoring
 ) -> None:
     """Each statement is a round trip, and under a storm each one waits for the interpreter
     lock again (docs/architecture.md, Alerts): the budget of a webhook that opens a group,
-    its incident and its page, besides BEGIN (16 on SQLite and PostgreSQL)."""
+    its incident and its page, besides BEGIN. PostgreSQL: 14, its three timeline facts in
+    one INSERT; SQLite: 16, where the ORM inserts rows it must match to their new ids one
+    at a time (no ordered RETURNING of a multi-row INSERT)."""
     sent: list[str] = []
     request_thread = threading.get_ident()
 
@@ -215,7 +217,8 @@ def test_an_opening_webhook_sends_at_most_sixteen_statements(
         event.remove(firebreak.db.engine, "before_cursor_execute", count)
     assert status == 200 and (body["new"], body["incident"]) == (100, 1), body
     assert body["page"] is not None
-    assert 0 < len(sent) <= 16, "\n".join(sent)
+    budget = 14 if firebreak.db.engine.dialect.name == "postgresql" else 16
+    assert 0 < len(sent) <= budget, "\n".join(sent)
 
 
 def test_an_alert_joining_the_group_edits_the_summary_in_place_and_pages_nobody_new(

@@ -90,6 +90,7 @@ def record(
     actor: str = BOT,
     data: dict[str, object] | None = None,
     dedup_key: str | None = None,
+    flush: bool = True,
 ) -> TimelineEvent | None:
     """Append one fact to the incident's timeline (see `bot.timeline.record`)."""
     return timeline.record(
@@ -100,6 +101,7 @@ def record(
         incident_id=incident.id,
         data=dict(data or {}),
         dedup_key=dedup_key,
+        flush=flush,
     )
 
 
@@ -206,6 +208,7 @@ def declare(
         now=now,
         actor=declared_by,
         data={"severity": severity, "title": title, "description": incident.description},
+        flush=False,  # with the session's next flush (a page's, when monitoring declares)
     )
     if declared_by == BOT:  # opened by monitoring: the first responder to acknowledge leads
         return Declaration(incident, created=True)

@@ -215,23 +215,26 @@ def trigger(
         existing = open_page_by_key(session, dedup_key)
         if existing is not None:
             return Triggered(existing, created=False, step=None)
-    page = insert_unless_taken(
-        session,
-        Page,
-        target=str(target),
-        message=message,
-        incident_id=incident_id,
-        policy=snapshot.to_json(),
-        state=TRIGGERED,
-        step=0,
-        cycle=0,
-        generation=1,
-        next_escalation_at=now,
-        created_by=created_by,
-        created_at=now,
-        dedup_key=dedup_key,
-        details=details,
-    )
+    # Facts still pending (an incident's `declared`) wait for the flush below, with the
+    # page's own: one INSERT of timeline events, not one per fact.
+    with session.no_autoflush:
+        page = insert_unless_taken(
+            session,
+            Page,
+            target=str(target),
+            message=message,
+            incident_id=incident_id,
+            policy=snapshot.to_json(),
+            state=TRIGGERED,
+            step=0,
+            cycle=0,
+            generation=1,
+            next_escalation_at=now,
+            created_by=created_by,
+            created_at=now,
+            dedup_key=dedup_key,
+            details=details,
+        )
     if page is None:  # only a dedup key is unique: a twin opened its page first
         raced = open_page_by_key(session, dedup_key) if dedup_key is not None else None
         if raced is None:
@@ -241,7 +244,14 @@ def trigger(
             )
         return Triggered(raced, created=False, step=None)
     event = _event(
-        session, page, "page_triggered", created_by, now, target=str(target), message=message
+        session,
+        page,
+        "page_triggered",
+        created_by,
+        now,
+        flush=False,
+        target=str(target),
+        message=message,
     )
     # The first step runs on the row just inserted, which no other transaction can see
     # yet: `escalate`'s locked re-read would only cost a round trip.
@@ -310,7 +320,13 @@ def _next_step(
         page.cycle += 1
         page.step = 0
     step = snapshot.steps[page.step]
-    people = people_for(session, config, step.targets, now)
+    if flush:
+        people = people_for(session, config, step.targets, now)
+    else:
+        # The caller flushes: the facts pending so far (a trigger's `page_triggered`, its
+        # incident's `declared`) go in that one INSERT, not in one the look-up forces.
+        with session.no_autoflush:
+            people = people_for(session, config, step.targets, now)
     created: list[PageNotification] = []
     for person in people:
         contact = config.people.get(person)
