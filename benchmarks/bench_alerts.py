@@ -1033,18 +1033,21 @@ What changed in this revision (at 8068cac, PostgreSQL at 2,000 alerts/s: respons
 - Fewer round trips again, each a wait for the server's interpreter lock under load: an
   insert that may meet a twin is one `INSERT ... ON CONFLICT DO NOTHING RETURNING`
   (`bot.db.insert_unless_taken`), not three statements around a savepoint (declarations,
-  pages, alert groups, deduplicated timeline facts), and a new group's page skips its
-  dedup look-up: an opening webhook sends 16 statements, was 23. A channel setup reads
-  the incident twice, not seven times, and sets each column by one conditional UPDATE: 32
-  statements with the first summary, was 49. Measured like the old code: response p99
-  72.4-82.9 ms, p50 42.7-43.5 ms, in three runs. So on PostgreSQL the target is met in
-  most runs, not all: the whole benchmark's two runs here (both databases back to back,
-  load average 1.3-1.9) gave 114.6 and 97.5 ms, p50 51-62 ms; the eight PostgreSQL runs
-  of 2026-11-21 measured this way at this code gave 72.4-114.6 ms, one over 100 ms (and
-  89.9, 75.8, 98.8 ms in the last three of them, p50 43-58 ms). The slowest webhooks
-  are not those under the server's own garbage collections (15-30 ms, every 2-3 s,
-  logged with `gc.callbacks`); they are the openers' round trips waiting for the
-  interpreter lock, as before, only fewer of them.
+  pages, alert groups, deduplicated timeline facts); a new group's page skips its dedup
+  look-up; its three timeline facts wait for one flush. An opening webhook sends 14
+  statements on PostgreSQL, was 23 (`tests/test_alerts.py` keeps the budget). A channel
+  setup reads the incident twice, not seven times, and sets each column by one
+  conditional UPDATE: 32 statements with the first summary, was 49. A page DM's two
+  transactions read notifications and pages in one query each: 5 statements, was 7.
+- Where that leaves PostgreSQL at 2,000 alerts/s: at the target in most runs, not all.
+  Isolated paced runs with 16 statements per opening webhook (one database): response p99
+  72.4-98.8 ms in six runs, p50 42-58 ms. The whole benchmark (both databases back to back, load average
+  1.3-2.0) runs slower: 114.6 and 97.5 ms at 267e2f1 (16 statements), 101.6 and 96.6 ms
+  here, p50 51-62 ms. The slowest webhooks are not those under the server's own garbage
+  collections (15-30 ms, every 2-3 s, logged with `gc.callbacks`); they are openers whose
+  round trips wait for the interpreter lock while the page DMs, other webhooks and the
+  background Slack work run: at 2,000 alerts/s the server's one interpreter is busy
+  83-84% of the time.
 
 Before that (at 6740f9c, on a quiet machine: 2,341-2,437 alerts/s saturated; at 2,000
 alerts/s response p99 893-967 ms, alert→page p99 1.5 s):
