@@ -305,6 +305,8 @@ def string_map(
     if len(obj) > MAX_LABELS:
         problems.add(where, f"has {len(obj)} entries; at most {MAX_LABELS} are allowed")
         return None
+    if _plain_map(obj):
+        return cast("dict[str, str]", dict(obj))
     result: dict[str, str] = {}
     valid = True
     for name, raw in obj.items():
@@ -331,6 +333,29 @@ def string_map(
         else:
             result[name] = text
     return result if valid else None
+
+
+def _plain_map(obj: Mapping[str, object]) -> bool:
+    """Whether every name and value of `obj` passes `string_map`'s checks as it is, tested
+    across the whole map at once (one ASCII, NUL and printable test of the joined text):
+    labels and annotations are most of a webhook's strings, and nearly all plain."""
+    text_names, values = list(obj), list(obj.values())
+    if not all(type(name) is str for name in text_names):  # json.loads gives only str
+        return False
+    if not all(type(value) is str for value in values):
+        return False
+    text_values = cast("list[str]", values)
+    joined_names, joined_values = "".join(text_names), "".join(text_values)
+    return (
+        min(map(len, text_names), default=1) > 0
+        and max(map(len, text_names), default=0) <= MAX_LABEL_NAME
+        and max(map(len, text_values), default=0) <= MAX_LABEL_VALUE
+        and joined_names.isascii()
+        and joined_names.isprintable()
+        and joined_values.isascii()
+        and "\x00" not in joined_names
+        and "\x00" not in joined_values
+    )
 
 
 def string_map_field(
