@@ -360,7 +360,7 @@ def _track_foreground(engine: Engine, foreground: priority.Foreground) -> None:
 
     def begin(_connection: Any, dbapi_connection: Any) -> None:
         if priority.level() == BACKGROUND:
-            priority.yield_to_foreground(foreground)
+            foreground.wait_quiet()
             return
         with guard:
             if id(dbapi_connection) in holders:

@@ -46,7 +46,6 @@ from bot.sandbox.openssh import (
     fingerprint_of,
     known_hosts_line,
     launch_sshd,
-    prepare_privsep,
     read_log,
     sshd_config,
     stop_sshd,
@@ -278,7 +277,6 @@ class Fleet(Sequence[SshServer]):
 def start_servers(directory: Path, authorized_keys: Path, names: Sequence[str]) -> list[SshServer]:
     """Start one sshd per name (all launched first, then each awaited) and return them ready."""
     require_sshd()
-    prepare_privsep()
     launched: list[SshServer] = []
     try:
         pending = [_launch(directory, name, authorized_keys) for name in names]

@@ -320,13 +320,11 @@ def _next_step(
         page.cycle += 1
         page.step = 0
     step = snapshot.steps[page.step]
-    if flush:
+    # The look-up reads schedules and overrides only: the facts pending so far (a trigger's
+    # `page_triggered`, its incident's `declared`) wait for the next flush, one INSERT with
+    # this step's, not one the look-up would force.
+    with session.no_autoflush:
         people = people_for(session, config, step.targets, now)
-    else:
-        # The caller flushes: the facts pending so far (a trigger's `page_triggered`, its
-        # incident's `declared`) go in that one INSERT, not in one the look-up forces.
-        with session.no_autoflush:
-            people = people_for(session, config, step.targets, now)
     created: list[PageNotification] = []
     for person in people:
         contact = config.people.get(person)
